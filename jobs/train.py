@@ -1,0 +1,44 @@
+"""Train one config in this process, without Ray: python -m jobs.train [--config seed] [--set k=v]."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jobs import _cli
+from vaecore import config, data, train
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vae-train", description=__doc__)
+    p.add_argument("--config", default="default",
+                   help="a named config (default, seed) or a run TOML file (default: default)")
+    p.add_argument("--out", type=Path, default=Path("runs/single"),
+                   help="run folder; an existing one is resumed (default: runs/single)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    cfg = config.load(args.config, args.overrides)
+    ds = data.load_for(cfg.data)
+    print(f"data: {ds.source} ({len(ds.train_x)} train / {len(ds.test_x)} test images)")
+    print(f"training {cfg.model.arch} z={cfg.model.latent_dim} for {cfg.train.epochs} epochs "
+          f"-> {args.out}")
+
+    def progress(row: dict) -> None:
+        print(f"epoch {row['epoch']:3d}  loss {row['loss']:9.2f}  test ELBO {row['test_elbo']:9.2f}"
+              f"  lr {row['lr']:.1e}  {row['images_per_s']:6.0f} img/s", flush=True)
+
+    status = train.fit(cfg, ds, args.out, on_epoch=progress)
+    if status["status"] != "completed":
+        print(f"failed: {status['reason']}")
+        return 1
+    print(f"done: {args.out}/model.pt, metrics in {args.out}/metrics.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)

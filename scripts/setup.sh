@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything on Debian, as root: apt packages (Python, the Fashion-MNIST dataset, a
+# one-node Slurm, Chromium for the gallery tests), a virtualenv in .venv, and this package.
+# Re-running is quick: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(python3 python3-venv python3-pip git dataset-fashion-mnist slurm-wlm munge
+              chromium chromium-driver)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+# Reinstall only when pyproject.toml changed since the last successful install.
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the package and its dependencies into .venv (torch is large: minutes)"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" > .venv/.installed
+fi
+echo "setup: ready ($(.venv/bin/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install everything (scripts/setup.sh), then run the whole test suite. Integration tests start
+# the real services they use themselves: a local Ray, a one-node Slurm, headless Chromium.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not integration"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+mkdir -p test-artifacts
+set +e
+.venv/bin/python -m pytest "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests; that is a failure here" >&2
+  exit 1
+fi
+exit "$code"

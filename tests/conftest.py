@@ -1,0 +1,25 @@
+"""Shared fixtures: the real dataset (loaded once) and small configs."""
+
+from __future__ import annotations
+
+import pytest
+
+from vaecore import config, data
+
+
+@pytest.fixture(scope="session")
+def fmnist() -> data.FashionMNIST:
+    """The real Fashion-MNIST from the Debian package (installed by the test command)."""
+    return data.load()
+
+
+@pytest.fixture(scope="session")
+def small(fmnist) -> data.FashionMNIST:
+    """A fixed, class-balanced slice: 200 training and 50 test images per class."""
+    return data.subset(fmnist, 200, 50)
+
+
+@pytest.fixture
+def tiny_cfg() -> config.Config:
+    return config.load("default", ["train.epochs=2", "train.batch_size=64",
+                                   "resources.cpus_per_worker=2"])

@@ -1,0 +1,1 @@
+"""Fashion-MNIST VAE library: config, data, model, losses, training, latents, metrics, rendering."""

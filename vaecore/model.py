@@ -1,0 +1,131 @@
+"""The convolutional VAE, built from an architecture spec, and its two presets.
+
+Reading of the seed's (garbled Keras) code, which the `seed` preset reproduces:
+- Encoder: four 3x3 "same" convolutions with 784, 256, 32 and 4 channels, each followed by
+  BatchNorm and ReLU; only the first has stride 2, so 28x28 -> 14x14 and the flattened feature
+  is 14 * 14 * 4 = 784 values. The seed's repeated BatchNorm/Flatten lines and the convs that all
+  read `image_input` are copy-paste slips: the layers are meant to be chained.
+- Two linear heads give mu and log_var (the seed assigns both to `self.mu`; a typo).
+- z = mu + exp(log_var / 2) * eps, eps ~ N(0, I)   (Kingma & Welling 2014, the reparameterisation)
+- Decoder: linear 3136 -> reshape 7x7x64 -> transposed 3x3 convs with 784 (stride 1),
+  256 (stride 1), 32 (stride 2) and 4 (stride 2) channels, each + BatchNorm + ReLU, then a
+  1-channel transposed conv. The seed ends in BatchNorm; we end in a sigmoid instead so pixels
+  lie in [0, 1] like the data, which both the MSE and the BCE losses assume.
+
+`compact` is the stack of the "Generative Deep Learning" book (32-64-64-64, LeakyReLU), small
+enough to train at several hundred images per second on two CPU cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Arch:
+    encoder: tuple[tuple[int, int], ...]  # (channels, stride) per conv block
+    decoder_start: tuple[int, int]  # (channels, side) the dense layer reshapes to
+    decoder: tuple[tuple[int, int], ...]  # (channels, stride) per transposed-conv block
+    activation: str  # "relu" or "leaky_relu"
+
+
+ARCHS = {
+    "seed": Arch(
+        encoder=((784, 2), (256, 1), (32, 1), (4, 1)),
+        decoder_start=(64, 7),
+        decoder=((784, 1), (256, 1), (32, 2), (4, 2)),
+        activation="relu",
+    ),
+    "compact": Arch(
+        encoder=((32, 1), (64, 2), (64, 2), (64, 1)),
+        decoder_start=(64, 7),
+        decoder=((64, 1), (64, 2), (32, 2)),
+        activation="leaky_relu",
+    ),
+}
+
+
+def _act(name: str) -> nn.Module:
+    return nn.LeakyReLU(0.2) if name == "leaky_relu" else nn.ReLU()
+
+
+def conv_block(c_in: int, c_out: int, stride: int, act: str) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out), _act(act))
+
+
+def deconv_block(c_in: int, c_out: int, stride: int, act: str) -> nn.Sequential:
+    # output_padding = stride - 1 makes a 3x3 stride-s transposed conv exactly multiply the side by s
+    up = nn.ConvTranspose2d(c_in, c_out, 3, stride, 1, output_padding=stride - 1)
+    return nn.Sequential(up, nn.BatchNorm2d(c_out), _act(act))
+
+
+class VAE(nn.Module):
+    def __init__(self, arch: Arch, latent_dim: int, side: int = 28):
+        super().__init__()
+        self.arch, self.latent_dim = arch, latent_dim
+        blocks, c = [], 1
+        for c_out, stride in arch.encoder:
+            blocks.append(conv_block(c, c_out, stride, arch.activation))
+            c, side = c_out, side // stride
+        self.encoder = nn.Sequential(*blocks, nn.Flatten())
+        feat = c * side * side
+        self.mu = nn.Linear(feat, latent_dim)
+        self.log_var = nn.Linear(feat, latent_dim)
+
+        c0, s0 = arch.decoder_start
+        self.dense = nn.Linear(latent_dim, c0 * s0 * s0)
+        blocks, c = [], c0
+        for c_out, stride in arch.decoder:
+            blocks.append(deconv_block(c, c_out, stride, arch.activation))
+            c, s0 = c_out, s0 * stride
+        if s0 != 28:
+            raise ValueError(f"decoder produces {s0}x{s0} images, expected 28x28")
+        blocks += [nn.ConvTranspose2d(c, 1, 3, 1, 1), nn.Sigmoid()]
+        self.decoder = nn.Sequential(*blocks)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)  # (B, feat)
+        return self.mu(h), self.log_var(h)  # (B, latent_dim) each
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor,
+                       eps: torch.Tensor | None = None) -> torch.Tensor:
+        if eps is None:
+            eps = torch.randn_like(mu)
+        return mu + torch.exp(0.5 * log_var) * eps
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        c0, s0 = self.arch.decoder_start
+        h = self.dense(z).view(-1, c0, s0, s0)  # (B, c0, s0, s0)
+        return self.decoder(h)  # (B, 1, 28, 28) in [0, 1]
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None):
+        mu, log_var = self.encode(x)
+        z = self.reparameterize(mu, log_var, eps)
+        return self.decode(z), mu, log_var
+
+
+def build(arch: str, latent_dim: int) -> VAE:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
+    return VAE(ARCHS[arch], latent_dim)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: VAE) -> int:
+    """FLOPs of one image's forward pass (encode + decode), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    model.train(was_training)
+    return counter.get_total_flops()

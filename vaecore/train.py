@@ -1,0 +1,254 @@
+"""Training: sharded batches, one epoch, evaluation, checkpoints, and the Ray-free `fit` loop.
+
+The pieces are separate so the Ray worker (vaecore.sweep_worker) can wrap the model in DDP and
+report to Ray while reusing exactly the same epoch, evaluation and checkpoint code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vaecore import runs
+from vaecore.config import Config, from_dict
+from vaecore.data import FashionMNIST
+from vaecore.losses import vae_loss
+from vaecore.model import build
+
+log = logging.getLogger(__name__)
+
+
+class Diverged(RuntimeError):
+    """The loss or the gradients became NaN/inf; training stops with this reason."""
+
+
+@dataclass
+class Session:
+    """Everything that changes while training one config in one process."""
+
+    model: nn.Module  # possibly DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    epoch: int = 0  # epochs completed
+    history: list[dict] = field(default_factory=list)  # one metrics row per completed epoch
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1]; stored as uint8 because it is 4x smaller."""
+    return x.unsqueeze(1).float().div_(255.0)
+
+
+def set_threads(cfg: Config) -> int:
+    n = cfg.train.threads or cfg.resources.cpus_per_worker or 1
+    torch.set_num_threads(n)
+    return n
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def make_scheduler(cfg: Config, opt: torch.optim.Optimizer):
+    t = cfg.train
+    if t.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor,
+                                                          patience=t.lr_patience)
+    if t.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs)
+    if t.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step, gamma=t.lr_factor)
+    return None
+
+
+def new_session(cfg: Config, device: torch.device | str = "cpu", rank: int = 0,
+                wrap: Callable[[nn.Module], nn.Module] | None = None) -> Session:
+    """Seeded model, Adam and scheduler. `wrap` (e.g. DDP) is applied after moving to device."""
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
+    model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
+    model = wrap(model) if wrap else model
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    torch.manual_seed(cfg.train.seed * 1000 + rank)  # different reparameterisation noise per rank
+    return Session(model, opt, make_scheduler(cfg, opt))
+
+
+def state_dict(s: Session, cfg: Config) -> dict:
+    """A checkpoint: enough to resume exactly, plus the config and versions for provenance."""
+    return {
+        "model": unwrap(s.model).state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict() if s.scheduler else None,
+        "epoch": s.epoch,
+        "history": s.history,
+        "rng": torch.get_rng_state(),
+        "config": asdict(cfg),
+        "versions": runs.versions(),
+    }
+
+
+def load_state(s: Session, state: dict) -> None:
+    unwrap(s.model).load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    if s.scheduler and state["scheduler"]:
+        s.scheduler.load_state_dict(state["scheduler"])
+    s.epoch, s.history = state["epoch"], list(state["history"])
+    torch.set_rng_state(state["rng"])
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Config]:
+    """A trained model (eval mode) and its config from a checkpoint or a final model.pt."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = from_dict(state["config"])
+    model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+
+
+def shard_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world: int = 1) -> list[torch.Tensor]:
+    """This rank's index batches for one epoch: a seeded permutation cut into equal shards.
+
+    Every rank gets the same number of images (the last n % world are left out this epoch), so
+    every rank takes the same number of steps and DDP's all-reduces never wait on a missing rank.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    per_rank = n // world
+    mine = perm[rank * per_rank:(rank + 1) * per_rank]
+    return list(mine.split(max(1, batch_size // world)))
+
+
+def _all_reduce(sums: dict[str, float], device) -> dict[str, float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return sums
+    t = torch.tensor(list(sums.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(sums, t.tolist(), strict=True))
+
+
+def _means(sums: dict[str, float]) -> dict[str, float]:
+    n = sums.pop("n")
+    return {k: v / n for k, v in sums.items()}
+
+
+def train_epoch(s: Session, x: torch.Tensor, cfg: Config, device, rank: int = 0,
+                world: int = 1) -> dict[str, float]:
+    """One pass over this rank's shard; returns the global batch-weighted means and images/s."""
+    s.model.train()
+    lc = cfg.loss
+    sums = {"n": 0.0, "loss": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
+    max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
+    start = time.perf_counter()
+    for step, idx in enumerate(shard_batches(len(x), cfg.train.batch_size, cfg.train.seed,
+                                             s.epoch, rank, world)):
+        xb = to_float(x[idx]).to(device, non_blocking=True)
+        x_hat, mu, log_var = s.model(xb)
+        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier,
+                         lc.kl_multiplier)
+        s.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        # Gradients are averaged over ranks, so a NaN on any rank shows here on all of them and
+        # every rank stops together instead of one hanging in the next all-reduce.
+        norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), max_norm)
+        if not (torch.isfinite(norm) and torch.isfinite(terms["loss"])):
+            raise Diverged(f"non-finite loss ({terms['loss'].item():.4g}) or gradient norm "
+                           f"({norm.item():.4g}) at epoch {s.epoch + 1}, step {step}; "
+                           f"lower train.lr or set train.grad_clip")
+        s.optimizer.step()
+        b = len(idx)
+        sums["n"] += b
+        for k in ("loss", "recon", "kl", "mse"):
+            sums[k] += terms[k].item() * b
+    seconds = time.perf_counter() - start
+    sums = _all_reduce(sums, device)
+    images = sums["n"]
+    return {**_means(sums), "images_per_s": images / seconds, "train_seconds": seconds}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, cfg: Config, device, rank: int = 0,
+             world: int = 1, batch_size: int = 1000) -> dict[str, float]:
+    """Test-set loss, terms and ELBO (nats/image), with fixed noise so the numbers are repeatable."""
+    model.eval()
+    lc = cfg.loss
+    g = torch.Generator().manual_seed(12345)
+    sums = {"n": 0.0, "loss": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0, "elbo": 0.0}
+    for idx in torch.arange(rank, len(x), world).split(batch_size):
+        xb = to_float(x[idx]).to(device)
+        mu, log_var = unwrap(model).encode(xb)
+        eps = torch.randn(mu.shape, generator=g).to(device)
+        x_hat = unwrap(model).decode(unwrap(model).reparameterize(mu, log_var, eps))
+        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier,
+                         lc.kl_multiplier)
+        sums["n"] += len(idx)
+        for k in terms:
+            sums[k] += terms[k].item() * len(idx)
+    return {f"test_{k}": v for k, v in _means(_all_reduce(sums, device)).items()}
+
+
+def step_scheduler(s: Session, test_loss: float) -> None:
+    if isinstance(s.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        s.scheduler.step(test_loss)
+    elif s.scheduler is not None:
+        s.scheduler.step()
+
+
+def run_epoch(s: Session, data: FashionMNIST, cfg: Config, device, rank: int = 0,
+              world: int = 1) -> dict:
+    """Train one epoch, evaluate, step the scheduler; append and return the metrics row."""
+    lr = s.optimizer.param_groups[0]["lr"]
+    row = {"epoch": s.epoch + 1, "lr": lr}
+    row.update(train_epoch(s, data.train_x, cfg, device, rank, world))
+    row.update(evaluate(s.model, data.test_x, cfg, device, rank, world))
+    step_scheduler(s, row["test_loss"])
+    s.epoch += 1
+    s.history.append(row)
+    return row
+
+
+# --- the plain, single-process loop -------------------------------------------------------------
+
+
+def fit(cfg: Config, data: FashionMNIST, run_dir: Path, device: torch.device | str = "cpu",
+        on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train one config in this process, resuming from run_dir/checkpoint.pt if it exists.
+
+    Writes checkpoint.pt and metrics.jsonl after every epoch, model.pt and status.json at the end.
+    Returns the status dict: {"status": "completed" | "failed", "reason": ..., "epochs": ...}.
+    """
+    run_dir = Path(run_dir)
+    set_threads(cfg)
+    s = new_session(cfg, device)
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.is_file():
+        load_state(s, torch.load(ckpt, map_location=device, weights_only=False))
+        log.info("resumed %s at epoch %d", run_dir, s.epoch)
+    runs.write_json(run_dir / "config.json", asdict(cfg))
+    status = {"status": "completed", "reason": ""}
+    try:
+        while s.epoch < cfg.train.epochs:
+            row = run_epoch(s, data, cfg, device)
+            runs.torch_save(state_dict(s, cfg), ckpt)
+            runs.write_jsonl(run_dir / "metrics.jsonl", s.history)
+            if on_epoch:
+                on_epoch(row)
+        runs.torch_save({"model": s.model.state_dict(), "config": asdict(cfg)},
+                        run_dir / "model.pt")
+    except Diverged as e:
+        status = {"status": "failed", "reason": str(e)}
+    status["epochs"] = s.epoch
+    runs.write_json(run_dir / "status.json", status)
+    return status
