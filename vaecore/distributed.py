@@ -1,0 +1,187 @@
+"""Ray code: the Train worker loop (DDP), the per-trial Tune function, and the sweep driver.
+
+Ray 2.60 runs Train V2, where a Tune trial is a plain function that builds a TorchTrainer and
+waits on fit(). The Train run's name is stable per trial ("train-<trial>"), so a worker restart, a
+trial retry or a re-run of the whole sweep continues from the trial's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from ray import tune
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from vaecore import data, runs, train
+from vaecore.config import from_dict
+from vaecore.sweep import Trial
+
+FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it missing crashes once
+
+
+# --- inside each Ray Train worker ---------------------------------------------------------------
+
+
+def train_loop_per_worker(loop_cfg: dict) -> None:
+    """Run on every worker: DDP-wrap the model, resume from Ray's checkpoint, train, report."""
+    cfg, trial_dir = from_dict(loop_cfg["config"]), Path(loop_cfg["trial_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    train.set_threads(cfg)
+    device = ray.train.torch.get_device()
+    ds = data.load_for(cfg.data, verify=False)  # the driver verified the files before starting
+    s = train.new_session(cfg, device, rank, wrap=ray.train.torch.prepare_model)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            train.load_state(s, torch.load(Path(d) / "checkpoint.pt", map_location=device,
+                                           weights_only=False))
+    try:
+        while s.epoch < cfg.train.epochs:
+            row = train.run_epoch(s, ds, cfg, device, rank, world)
+            _maybe_fail_once(rank)
+            _report(s, cfg, row, trial_dir, rank, device)
+    except train.Diverged as e:
+        # Every rank sees the same non-finite gradients, so all stop here together. Retrying from
+        # the checkpoint would diverge again, so this is a result, not a crash.
+        if rank == 0:
+            runs.write_json(trial_dir / "diverged.json", {"reason": str(e), "epoch": s.epoch + 1})
+        ray.train.report({"diverged": 1.0, "epoch": s.epoch})
+        return
+    if rank == 0:
+        runs.torch_save({"model": train.unwrap(s.model).state_dict(), "config": asdict(cfg)},
+                        trial_dir / "model.pt")
+
+
+def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device) -> None:
+    """Rank 0 writes our files and a Ray checkpoint; every rank reports (Ray expects all to)."""
+    if rank != 0:
+        ray.train.report(row)
+        return
+    runs.write_jsonl(trial_dir / "metrics.jsonl", s.history)
+    train.save_epoch_samples(s.model, s.epoch, trial_dir, device)
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(train.state_dict(s, cfg), Path(d) / "checkpoint.pt")
+        ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def _maybe_fail_once(rank: int) -> None:
+    """Fault injection for the tests: crash one worker once, after its first epoch."""
+    marker = os.environ.get(FAULT_ENV)
+    if marker and rank == 0 and not Path(marker).exists():
+        Path(marker).write_text("crashed once\n")
+        raise RuntimeError("injected worker fault (VAE_FAULT_ONCE)")
+
+
+# --- one Tune trial -----------------------------------------------------------------------------
+
+
+def run_trial(tune_cfg: dict) -> None:
+    """A Tune function trainable: one TorchTrainer for one grid point; writes status.json."""
+    spec = tune_cfg["trial"]
+    cfg, trial_dir = from_dict(spec["config"]), Path(spec["trial_dir"])
+    runs.write_json(trial_dir / "status.json", {"status": "running", "reason": ""})
+    (trial_dir / "diverged.json").unlink(missing_ok=True)
+    r = cfg.resources
+    use_gpu = r.gpus_per_worker > 0
+    per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": spec["config"], "trial_dir": str(trial_dir)},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=use_gpu,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=f"train-{spec['name']}",
+            storage_path=spec["ray_dir"],
+            failure_config=ray.train.FailureConfig(max_failures=spec["max_failures"]),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[TuneReportCallback()],
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+        ),
+    )
+    start = time.time()
+    status = {"status": "completed", "reason": ""}
+    try:
+        trainer.fit()
+    except Exception as e:  # a crash after all retries: record it, let the other trials go on
+        status = {"status": "failed", "reason": _first_line(e)}
+    diverged = runs.read_json(trial_dir / "diverged.json")
+    if diverged:
+        status = {"status": "failed", "reason": diverged["reason"]}
+    elif status["status"] == "completed" and not (trial_dir / "model.pt").is_file():
+        status = {"status": "failed", "reason": "training ended without writing model.pt"}
+    status["epochs"] = len(runs.read_jsonl(trial_dir / "metrics.jsonl"))
+    status["seconds"] = round(time.time() - start, 2)
+    runs.write_json(trial_dir / "status.json", status)
+
+
+def _first_line(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}"
+    cause = e.__cause__ or e.__context__
+    if cause is not None:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return " ".join(text.split())[:500]
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+def max_concurrent(resources: dict[str, float], cfg) -> int:
+    """How many trials fit at once, so no trial's workers wait forever for CPUs or GPUs."""
+    r = cfg.resources
+    by_cpu = resources.get("CPU", 1) // max(1, r.workers * r.cpus_per_worker)
+    fits = [by_cpu]
+    if r.gpus_per_worker > 0:
+        fits.append(resources.get("GPU", 0) // (r.workers * r.gpus_per_worker))
+    return max(1, int(min(fits)))
+
+
+def run_trials(todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str, dict], None],
+               max_failures: int = 2) -> None:
+    """Run the given trials as one Tune experiment on the connected Ray cluster."""
+    if not todo:
+        return
+    ray_dir = (sweep_dir / "ray").resolve()
+    specs = [{"name": t.name, "config": asdict(t.config), "ray_dir": str(ray_dir),
+              "trial_dir": str(sweep_dir.resolve() / "trials" / t.name),
+              "max_failures": max_failures} for t in todo]
+    limit = min(max_concurrent(ray.cluster_resources(), t.config) for t in todo)
+    tuner = tune.Tuner(
+        tune.with_resources(run_trial, {"CPU": 0, "memory": 1}),
+        param_space={"trial": tune.grid_search(specs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=limit),
+        run_config=tune.RunConfig(name="tune", storage_path=str(ray_dir), verbose=0,
+                                  callbacks=[Progress(on_event)],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()
+
+
+class Progress(tune.Callback):
+    """Turns Tune's events on the driver into calls of on_event(kind, trial_name, result)."""
+
+    def __init__(self, on_event: Callable[[str, str, dict], None]):
+        self.on_event = on_event
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.on_event("start", trial.config["trial"]["name"], {})
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.on_event("epoch", trial.config["trial"]["name"], result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.on_event("end", trial.config["trial"]["name"], {})
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.on_event("end", trial.config["trial"]["name"], {})
