@@ -1,0 +1,203 @@
+"""The static gallery: pages render from plain data, escape everything, link only to files that exist."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import gallery_fixtures
+import pytest
+from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
+
+from jobs import gallery as gallery_cli
+from vaecore import gallery, gallery_pages
+
+fake_sweep = gallery_fixtures.fake_sweep
+
+
+@pytest.fixture
+def sweep(fake_sweep, tmp_path) -> Path:
+    """A private copy, so a test may change or break it."""
+    return Path(shutil.copytree(fake_sweep, tmp_path / "fake"))
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, plus the page's visible text."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def plain_run(name: str, **extra) -> dict:
+    """A run as gallery.load_run returns it, without any files behind it."""
+    return {
+        "name": name,
+        "page": gallery.page_name(name) + ".html",
+        "state": "completed",
+        "post_processed": False,
+        "reason": "",
+        "epochs": 2.0,
+        "seconds": 5.0,
+        "params": {"model.latent_dim": 2},
+        "config": {},
+        "summary": {},
+        "history": [],
+        "artifacts": {},
+        "frames": [],
+        "downloads": [],
+        "sizes": {},
+        **extra,
+    }
+
+
+def plain_sweep(runs: list[dict]) -> dict:
+    return {"name": "plain", "manifest": {}, "grid": {}, "description": "", "inputs_time": "-", "runs": runs}
+
+
+def test_hostile_run_name_and_config_value_render_as_text(tmp_path):
+    evil = "<script>alert(1)</script>"
+    runs = [
+        plain_run(evil, config={"train": {"note": evil}}, reason=evil, state="failed"),
+        plain_run("ok", params={"model.latent_dim": 3}),
+    ]
+    gallery.write_site(plain_sweep(runs), tmp_path)
+    pages = [tmp_path / "index.html", tmp_path / "compare.html", *(tmp_path / "runs").glob("*.html")]
+    assert len(pages) == 4
+    for page in pages:
+        html = page.read_text()
+        assert evil not in html and "<script>alert" not in html
+        assert ("&lt;script&gt;alert(1)&lt;/script&gt;" in html) or page.name == "ok.html"
+    assert "<script" not in (tmp_path / "runs.js").read_text().split("=", 1)[1]
+    assert re.fullmatch(r"[A-Za-z0-9._-]+\.html", runs[0]["page"]) and runs[0]["page"] != "ok.html"
+
+
+def test_page_names_are_safe_and_distinct():
+    assert gallery.page_name("z3-r5000-s0") == "z3-r5000-s0"
+    odd = [gallery.page_name(n) for n in ("a b", "a_b", "a/b", "..", "<x>", "")]
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", n) for n in odd)
+    assert len(set(odd)) == len(odd)
+
+
+def test_index_lists_every_run_with_failure_reasons_and_dashes(sweep):
+    index = gallery.build(sweep)
+    html = index.read_text()
+    rows = re.findall(r'<tr class="state-(\w+)">\s*<th scope="row" data-sort="([^"]*)">', html)
+    names = sorted(p.name for p in (sweep / "trials").iterdir())
+    assert sorted(unescape(n) for _, n in rows) == names
+    assert dict((unescape(n), s) for s, n in rows)[FAILED] == "failed"
+    assert "failed: loss became NaN at epoch 3 &lt;nan&gt;" in html
+    pending_row = html.split(f'data-sort="{PENDING}"')[1].split("</tr>")[0]
+    assert "not post-processed" in pending_row and pending_row.count(">–<") >= 8
+    assert "z2-r1000-s1 &lt;b&gt;&amp;&#34;x" in html and HOSTILE not in html
+
+
+def test_best_value_per_metric_is_highlighted(sweep):
+    html = gallery.build(sweep).read_text()
+    best = re.findall(r'<td class="num best" data-sort="([^"]*)">', html)
+    assert "-27.5" in best  # the highest test ELBO (z2-r1000)
+    assert "10" in best  # the lowest FID of aggregate-posterior samples
+    assert "1000" not in best  # swept hyperparameters are never "best"
+
+
+def test_sample_matrix_axes_come_from_the_grid(sweep):
+    html = gallery.build(sweep).read_text()
+    assert "latent dim × recon multiplier" in html
+    assert html.count("<caption>seed = 0</caption>") == 2  # samples and reconstructions
+    assert html.count("<caption>seed = 1</caption>") == 2
+
+
+def test_every_image_has_alt_and_size_and_every_link_exists(sweep):
+    gallery.build(sweep)
+    pages = list((sweep / "gallery").rglob("*.html"))
+    assert len(pages) == 12 + 2
+    for page in pages:
+        tags = Tags(page.read_text()).tags
+        for tag, attrs in tags:
+            if tag == "img":
+                assert attrs.get("alt") and int(attrs["width"]) > 0 and int(attrs["height"]) > 0, (
+                    page,
+                    attrs,
+                )
+            url = attrs.get("src") or attrs.get("href")
+            if tag in ("img", "a", "link", "script") and url and not url.startswith(("data:", "#")):
+                parts = urlsplit(url)
+                assert not parts.scheme and not parts.netloc and not parts.path.startswith("/"), url
+                assert (page.parent / unquote(parts.path)).is_file(), (page.name, url)
+
+
+def test_run_page_shows_artifacts_downloads_and_neighbours(sweep):
+    gallery.build(sweep)
+    html = (sweep / "gallery" / "runs" / "z3-r5000-s0.html").read_text()
+    for text in (
+        "Prior vs aggregate-posterior samples",
+        "Class prototypes",
+        "All 45 class pairs",
+        "Latent traversals",
+        "model.pt",
+        "latents.npz",
+        "summary.json",
+        'rel="prev"',
+        'rel="next"',
+        "samples_003.png",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ):
+        assert text in html, text
+    assert HOSTILE_CONFIG not in html
+    z8 = (sweep / "gallery" / "runs" / "z8-r5000-s0.html").read_text()
+    assert "Aggregate-posterior samples" not in z8  # an absent artifact key is just not shown
+
+
+def test_build_survives_a_sweep_with_no_results(tmp_path):
+    sdir = tmp_path / "empty"
+    (sdir / "trials" / "z2-r5-s0").mkdir(parents=True)
+    (sdir / "manifest.json").write_text("{not json")
+    html = gallery.build(sdir).read_text()
+    assert "z2-r5-s0" in html and "pending" in html
+    assert (sdir / "gallery" / "compare.html").is_file()
+
+
+def test_an_interrupted_build_leaves_the_old_gallery_intact(sweep, monkeypatch):
+    index = gallery.build(sweep)
+    before = index.read_bytes()
+    (sweep / "trials" / FAILED / "status.json").write_text('{"status": "failed", "reason": "changed"}')
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed half-way")
+
+    monkeypatch.setattr(gallery_pages, "compare_data", boom)  # runs after index and run pages are written
+    with pytest.raises(RuntimeError):
+        gallery.build(sweep)
+    assert index.read_bytes() == before
+    assert not list(sweep.glob(".gallery*"))
+
+
+def test_a_rebuild_without_changes_changes_nothing(sweep):
+    gallery.build(sweep)
+    site = sweep / "gallery"
+    snap = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in site.rglob("*") if p.is_file()}
+    inode = site.stat().st_ino
+    gallery.build(sweep)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in site.rglob("*") if p.is_file()} == snap
+    assert site.stat().st_ino == inode
+    (sweep / "trials" / FAILED / "status.json").write_text('{"status": "failed", "reason": "out of memory"}')
+    assert "out of memory" in gallery.build(sweep).read_text()
+
+
+def test_cli_builds_and_rejects_a_folder_that_is_not_a_sweep(sweep, tmp_path, capsys):
+    assert gallery_cli.main([str(sweep)]) == 0
+    assert "index.html" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="not a sweep folder"):
+        gallery_cli.main([str(tmp_path / "nowhere")])

@@ -1,0 +1,175 @@
+"""The gallery in real headless Chromium, over file:// and over HTTP: no errors, every picture loads."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import gallery_fixtures
+import pytest
+
+from vaecore import gallery
+
+pytestmark = pytest.mark.integration
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402  (after the importorskip above)
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+fake_sweep = gallery_fixtures.fake_sweep
+gallery_sweep = gallery_fixtures.gallery_sweep
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def site(gallery_sweep) -> Path:
+    gallery.build(gallery_sweep)
+    return gallery_sweep
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Debian chromium and chromium-driver")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    # Without the background-networking flags Chromium phones home and this closed network refuses it.
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
+    drv.set_page_load_timeout(30)
+    drv.get("about:blank")
+    problems(drv)  # drain whatever Chromium logged while starting
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture(scope="module")
+def http_root(site):
+    handler = functools.partial(Quiet, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest's output for failures
+        pass
+
+
+def problems(drv) -> list[str]:
+    """Console errors and failed requests since the last call (reading a log empties it)."""
+    out = [e["message"] for e in drv.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    urls = {}
+    for entry in drv.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls[msg["params"]["requestId"]] = msg["params"]["request"]["url"]
+        elif msg["method"] == "Network.loadingFailed":
+            url = urls.get(msg["params"]["requestId"])
+            if url and not url.startswith("chrome"):  # Chromium's own start-up pages are not ours
+                out.append(f"request failed: {msg['params'].get('errorText')} {url}")
+        elif (
+            msg["method"] == "Network.responseReceived" and msg["params"]["response"].get("status", 0) >= 400
+        ):
+            out.append(f"HTTP {msg['params']['response']['status']}: {msg['params']['response']['url']}")
+    return out
+
+
+def open_page(drv, url: str) -> None:
+    """Load a page with every image (lazy ones too) and fail on any broken picture or console error."""
+    drv.get(url)
+    drv.execute_script("document.querySelectorAll('img').forEach(function (i) { i.loading = 'eager'; });")
+    WebDriverWait(drv, 20).until(
+        lambda d: d.execute_script(
+            "return Array.from(document.images).every(function (i) { return i.complete; });"
+        )
+    )
+    broken = drv.execute_script(
+        "return Array.from(document.images).filter(function (i) {"
+        " return !(i.naturalWidth > 0); }).map(function (i) { return i.src; });"
+    )
+    assert broken == [], f"{url}: images that did not load: {broken}"
+    assert problems(drv) == [], url
+
+
+def screenshot(drv, name: str, width: int = 1400) -> None:
+    drv.set_window_size(width, 1000)
+    drv.execute_script("document.querySelectorAll('img').forEach(function (i) { i.loading = 'eager'; });")
+    shot = drv.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / name).write_bytes(base64.b64decode(shot["data"]))
+    drv.set_window_size(1400, 1000)
+
+
+def column(drv, i: int) -> list[str]:
+    return drv.execute_script(
+        "var i = arguments[0]; return Array.from(document.querySelectorAll("
+        "'table.runs tbody tr')).map(function (r) { return r.cells[i].getAttribute('data-sort'); });",
+        i,
+    )
+
+
+def check_sorting(drv) -> None:
+    headers = drv.find_elements(By.CSS_SELECTOR, "table.runs thead th")
+    i = next(n for n, th in enumerate(headers) if th.text.strip() == "test ELBO")
+    before = column(drv, 0)
+    headers[i].click()
+    values = column(drv, i)
+    numbers = [float(v) for v in values if v]
+    assert numbers == sorted(numbers) and values[len(numbers) :] == [""] * (len(values) - len(numbers))
+    headers[i].click()
+    numbers = [float(v) for v in column(drv, i) if v]
+    assert numbers == sorted(numbers, reverse=True)
+    assert column(drv, 0) != before or len(set(numbers)) < 2
+
+
+def check_site(drv, base: str) -> None:
+    open_page(drv, f"{base}/gallery/index.html")
+    check_sorting(drv)
+    links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")]
+    assert links and len(links) == len(drv.find_elements(By.CSS_SELECTOR, "table.runs tbody tr"))
+    for href in links:
+        open_page(drv, href)
+        assert drv.find_element(By.TAG_NAME, "h1").text
+    open_page(drv, f"{base}/gallery/compare.html")
+    heads = drv.find_elements(By.CSS_SELECTOR, "#compare thead th a")
+    assert len(heads) == 2 and all(h.text for h in heads)
+    options = [o.text for o in Select(drv.find_element(By.ID, "pick-b")).options]
+    Select(drv.find_element(By.ID, "pick-b")).select_by_index(len(options) - 1)
+    heads = drv.find_elements(By.CSS_SELECTOR, "#compare thead th a")
+    assert [h.text for h in heads][1] == options[-1]
+    assert problems(drv) == []
+
+
+def test_gallery_over_file_url(driver, site):
+    check_site(driver, site.resolve().as_uri())
+    driver.get((site / "gallery" / "index.html").resolve().as_uri())
+    screenshot(driver, "gallery-index.png")
+    screenshot(driver, "gallery-index-phone.png", width=400)
+    driver.get(driver.find_element(By.CSS_SELECTOR, "table.runs tbody th a").get_attribute("href"))
+    screenshot(driver, "gallery-run.png")
+
+
+def test_gallery_over_http(driver, http_root):
+    check_site(driver, http_root)

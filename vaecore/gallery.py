@@ -1,0 +1,251 @@
+"""The static gallery: read a sweep folder defensively, render the pages, swap the site in atomically."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import tomllib
+
+import vaecore
+from vaecore import config, gallery_index, gallery_pages, gallery_plots
+from vaecore.gallery_views import number
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(vaecore.__file__).resolve().parent.parent / "gallery_templates"
+STATIC = ("style.css", "gallery.js")
+DOWNLOADS = ("model.pt", "latents.npz", "summary.json", "config.json", "metrics.jsonl")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,80}")
+
+
+# --- reading the sweep folder (every field may be missing or malformed) ---------------------------
+
+
+def _json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _grid(spec: dict, manifest: dict) -> dict:
+    """The grid in the order the user wrote it: sweep.toml keeps it, manifest.json may have sorted keys."""
+    raw = spec.get("grid")
+    grid = config.flatten(raw) if isinstance(raw, dict) else manifest.get("grid")
+    if not isinstance(grid, dict):
+        return {}
+    return {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    """Epoch rows; a half-written last line (a run killed mid-write) is skipped, not fatal."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _inside(tdir: Path, rel: Any) -> str | None:
+    """A trial-relative path that exists and stays inside the trial folder, else None."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
+        return None
+    return rel if (tdir / rel).is_file() else None
+
+
+def page_name(name: str) -> str:
+    """A file name for a run page: the name itself when it is safe, else a slug plus a short hash."""
+    if SAFE_NAME.fullmatch(name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "run"
+    return f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def load_run(tdir: Path, entry: dict) -> dict:
+    """Everything the gallery shows about one trial, as plain data; absent files become empty values."""
+    status = {**entry, **_json(tdir / "status.json")}
+    summary = _json(tdir / "summary.json") or None
+    params = _json(tdir / "params.json") or entry.get("params") or (summary or {}).get("params") or {}
+    arts = (summary or {}).get("artifacts")
+    artifacts = {k: p for k, v in (arts if isinstance(arts, dict) else {}).items() if (p := _inside(tdir, v))}
+    epochs_dir = tdir / "epochs"
+    frames = sorted(p.name for p in epochs_dir.glob("samples_*.png")) if epochs_dir.is_dir() else []
+    state = str(status.get("status") or "pending")
+    if state not in ("completed", "failed"):
+        state = "pending"
+    return {
+        "name": tdir.name,
+        "page": page_name(tdir.name) + ".html",
+        "state": state,
+        "post_processed": summary is not None,
+        "reason": str(status.get("reason") or ""),
+        "epochs": number(status.get("epochs")),
+        "seconds": number(status.get("seconds")),
+        "params": params if isinstance(params, dict) else {},
+        "config": _json(tdir / "config.json") or (summary or {}).get("config") or {},
+        "summary": summary or {},
+        "history": _jsonl(tdir / "metrics.jsonl"),
+        "artifacts": artifacts,
+        "frames": [f"epochs/{f}" for f in frames],
+        "downloads": [f for f in DOWNLOADS if (tdir / f).is_file()],
+        "sizes": {
+            rel: gallery_plots.image_size(tdir / rel)
+            for rel in [*artifacts.values(), *[f"epochs/{f}" for f in frames]]
+        },
+    }
+
+
+def load_sweep(sweep_dir: Path) -> dict:
+    """The manifest plus every trial folder (a trial only in the manifest shows as pending)."""
+    manifest = _json(sweep_dir / "manifest.json")
+    spec = _toml(sweep_dir / "sweep.toml")
+    entries = manifest.get("trials") if isinstance(manifest.get("trials"), dict) else {}
+    tdirs = (
+        sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir())
+        if (sweep_dir / "trials").is_dir()
+        else []
+    )
+    names = list(entries) + [p.name for p in tdirs if p.name not in entries]
+    runs = [
+        load_run(sweep_dir / "trials" / n, entries.get(n) if isinstance(entries.get(n), dict) else {})
+        for n in names
+        if "/" not in n and n not in ("", ".", "..")
+    ]
+    inputs = [sweep_dir / "manifest.json"] + [
+        sweep_dir / "trials" / r["name"] / f
+        for r in runs
+        for f in ("status.json", "summary.json", "metrics.jsonl")
+    ]
+    newest = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
+    return {
+        "name": str(manifest.get("sweep") or sweep_dir.name),
+        "manifest": manifest,
+        "runs": runs,
+        "grid": _grid(spec, manifest),
+        "description": str(spec.get("description") or ""),
+        "inputs_time": datetime.fromtimestamp(newest, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def js_data(obj: Any) -> str:
+    """JSON safe to put in a .js file or an inline script: '<' escaped so '</script>' cannot end it."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=True).replace("<", "\\u003c")
+
+
+def write_site(sweep: dict, out: Path) -> None:
+    """Render every page of the site into the (empty, temporary) folder out."""
+    env = environment()
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    for name in STATIC:
+        shutil.copyfile(TEMPLATES / name, out / name)
+    index = gallery_index.index_context(sweep)
+    for plot in index["plots"]:
+        (out / plot["src"]).write_bytes(plot.pop("png"))
+    (out / "index.html").write_text(env.get_template("index.html").render(index))
+    runs = sweep["runs"]
+    for i, run in enumerate(runs):
+        ctx = gallery_pages.run_context(
+            sweep, run, runs[i - 1] if i else None, runs[i + 1] if i + 1 < len(runs) else None
+        )
+        (out / "runs" / run["page"]).write_text(env.get_template("run.html").render(ctx))
+    data = gallery_pages.compare_data(sweep)
+    (out / "runs.json").write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
+    (out / "runs.js").write_text(f"window.GALLERY_RUNS = {js_data(data)};\n")
+    (out / "compare.html").write_text(
+        env.get_template("compare.html").render(gallery_pages.compare_context(sweep, data))
+    )
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    if not b.is_dir():
+        return False
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*"))
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*"))
+    return files_a == files_b and all(
+        (a / p).is_dir() or filecmp.cmp(a / p, b / p, shallow=False) for p in files_a
+    )
+
+
+def _clean_leftovers(sweep_dir: Path) -> None:
+    """Remove what a killed build left behind: old sites always, temp sites once surely abandoned."""
+    for p in sweep_dir.glob(".gallery.old-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in sweep_dir.glob(".gallery.tmp-*"):
+        if time.time() - p.stat().st_mtime > 3600:  # an hour: no live build takes that long
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def build(sweep_dir: Path) -> Path:
+    """Build <sweep_dir>/gallery/ from the sweep's files; returns the index.html path.
+
+    The site is rendered into a temporary folder next to it, then renamed into place, so a build
+    killed half-way leaves the previous gallery intact. An unchanged rebuild touches nothing.
+    """
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "manifest.json").is_file() and not (sweep_dir / "trials").is_dir():
+        raise FileNotFoundError(
+            f"{sweep_dir} is not a sweep folder (no manifest.json or trials/); "
+            "pass <out>/<sweep>, e.g. runs/demo"
+        )
+    _clean_leftovers(sweep_dir)
+    start = time.perf_counter()
+    sweep = load_sweep(sweep_dir)
+    final = sweep_dir / "gallery"
+    tmp = Path(tempfile.mkdtemp(prefix=".gallery.tmp-", dir=sweep_dir))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a web server may run as another user
+        write_site(sweep, tmp)
+        if _same_tree(tmp, final):
+            shutil.rmtree(tmp)
+        else:
+            old = sweep_dir / f".gallery.old-{tmp.name.rsplit('-', 1)[-1]}"
+            if final.exists():
+                os.replace(final, old)
+            os.replace(tmp, final)  # between these two renames there is briefly no gallery/, never half a one
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("gallery: %d runs in %.2f s -> %s", len(sweep["runs"]), time.perf_counter() - start, final)
+    return final / "index.html"

@@ -1,0 +1,205 @@
+"""Gallery page data for one run's page and for the two-run compare page (plain dicts, pre-formatted text)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from vaecore.gallery_views import (
+    COMPARE,
+    DASH,
+    EXTRA_METRICS,
+    FIGURES,
+    METRICS,
+    TITLES,
+    fmt,
+    fmt_param,
+    fmt_seconds,
+    image,
+    label,
+    metric,
+    number,
+    trial_url,
+)
+
+HISTORY = [
+    ("epoch", "{:.0f}"),
+    ("lr", "{:.1e}"),
+    ("loss", "{:.2f}"),
+    ("test_loss", "{:.2f}"),
+    ("test_elbo", "{:.2f}"),
+    ("test_mse", "{:.4f}"),
+    ("test_kl", "{:.2f}"),
+    ("images_per_s", "{:.0f}"),
+    ("train_seconds", "{:.1f}"),
+]
+
+
+def flatten(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """{"model": {"latent_dim": 3}} -> [("model.latent_dim", "3")], values shown as JSON unless strings."""
+    if not isinstance(tree, dict):
+        return [(prefix, tree if isinstance(tree, str) else json.dumps(tree))]
+    return [kv for k, v in tree.items() for kv in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def metric_rows(run: dict) -> list[tuple[str, str]]:
+    rows = [(lab, fmt(metric(run, key), spec)) for key, lab, _, spec in METRICS]
+    rows += [(lab, fmt(metric(run, key), spec)) for key, lab, spec in EXTRA_METRICS]
+    m = run["summary"].get("metrics") if isinstance(run["summary"].get("metrics"), dict) else {}
+    for key in ("kl_per_dim", "agg_std"):
+        vals = (
+            [number(v) for v in m.get(key) or [] if number(v) is not None]
+            if isinstance(m.get(key), list)
+            else []
+        )
+        if vals:
+            rows.append(
+                (label(key), ", ".join(f"{v:.2f}" for v in vals[:16]) + (" …" if len(vals) > 16 else ""))
+            )
+    clf = run["summary"].get("classifier")
+    if isinstance(clf, dict):
+        rows.append(("reference classifier accuracy", fmt(number(clf.get("test_accuracy")), "pct")))
+    if m.get("inception_fid_note"):
+        rows.append(("Inception FID", str(m["inception_fid_note"])))
+    rows += [("epochs", fmt(run["epochs"], "{:.0f}")), ("train time", fmt_seconds(run["seconds"]))]
+    return rows
+
+
+def history(run: dict) -> dict:
+    cols = [k for k, _ in HISTORY if any(k in row for row in run["history"])]
+    rows = [[fmt(number(row.get(k)), spec) for k, spec in HISTORY if k in cols] for row in run["history"]]
+    return {"cols": [c.replace("_", " ") for c in cols], "rows": rows}
+
+
+def figures(run: dict, root: str) -> list[dict]:
+    """Sections in reading order; keys the post-processing did not write are simply not shown."""
+    arts = run["artifacts"]
+    known = {k for k, _, _ in FIGURES} | {"samples_prior", "samples_aggregate"}
+    out = []
+    pair = [k for k in ("samples_prior", "samples_aggregate") if k in arts]
+    if pair:
+        out.append(
+            {
+                "title": "Prior vs aggregate-posterior samples",
+                "note": "same z seeds for the same latent size",
+                "images": [image(run, arts[k], root, f"{TITLES[k]} of {run['name']}") for k in pair],
+                "captions": [TITLES[k] for k in pair],
+            }
+        )
+    specs = FIGURES + [(k, label(k), "") for k in sorted(arts) if k not in known]
+    for key, title, note in specs:
+        if key in arts:
+            out.append(
+                {
+                    "title": title,
+                    "note": note,
+                    "captions": [],
+                    "images": [image(run, arts[key], root, f"{title} of {run['name']}")],
+                }
+            )
+    return out
+
+
+def run_context(sweep: dict, run: dict, prev: dict | None, nxt: dict | None) -> dict:
+    root = "../"
+    frames = [
+        {
+            "epoch": int(f[-7:-4]) if f[-7:-4].isdigit() else i + 1,
+            "img": image(run, f, root, f"Prior samples after epoch {i + 1} of {run['name']}"),
+        }
+        for i, f in enumerate(run["frames"])
+    ]
+    return {
+        "title": run["name"],
+        "root": root,
+        "sweep": sweep["name"],
+        "run": {
+            "name": run["name"],
+            "state": run["state"],
+            "reason": run["reason"],
+            "post_processed": run["post_processed"],
+            "params": [(label(k), k, fmt_param(v)) for k, v in run["params"].items()],
+            "metrics": metric_rows(run),
+            "config": flatten(run["config"]),
+            "history": history(run),
+            "frames": frames,
+            "figures": figures(run, root),
+            "downloads": [{"href": trial_url(run, f, root), "name": f} for f in run["downloads"]],
+        },
+        "prev": _link(prev),
+        "next": _link(nxt),
+        "frames_json": json.dumps(
+            [{"src": f["img"]["src"], "alt": f["img"]["alt"], "epoch": f["epoch"]} for f in frames]
+        ),
+        "compare_href": "../compare.html?a=" + quote(run["name"], safe=""),
+    }
+
+
+def _link(run: dict | None) -> dict | None:
+    return {"href": quote(run["page"]), "name": run["name"]} if run else None
+
+
+def compare_data(sweep: dict) -> dict:
+    """The JSON index the compare page reads: per run its numbers and picture paths (relative to gallery/)."""
+    runs = []
+    for run in sweep["runs"]:
+        imgs = [
+            {
+                "key": k,
+                "title": TITLES[k],
+                **image(run, run["artifacts"][k], "", f"{TITLES[k]} of {run['name']}"),
+            }
+            for k in COMPARE
+            if k in run["artifacts"]
+        ]
+        runs.append(
+            {
+                "name": run["name"],
+                "page": "runs/" + quote(run["page"]),
+                "state": run["state"],
+                "reason": run["reason"],
+                "params": [[label(k), fmt_param(v)] for k, v in run["params"].items()],
+                "metrics": [list(r) for r in metric_rows(run)],
+                "images": imgs,
+            }
+        )
+    return {"sweep": sweep["name"], "runs": runs}
+
+
+def compare_view(a: dict, b: dict) -> dict:
+    """Two runs' numbers as aligned rows and their pictures as pairs (gallery.js builds the same shape)."""
+    rows, seen = [], set()
+    for part in ("params", "metrics"):
+        va, vb = dict(a[part]), dict(b[part])
+        for lab in [k for k, _ in a[part]] + [k for k, _ in b[part] if k not in va]:
+            if lab not in seen:
+                seen.add(lab)
+                rows.append([lab, va.get(lab, DASH), vb.get(lab, DASH)])
+    ia, ib = ({i["key"]: i for i in r["images"]} for r in (a, b))
+    pairs = [{"title": TITLES[k], "cells": [ia.get(k), ib.get(k)]} for k in COMPARE if k in ia or k in ib]
+    return {"head": [a, b], "rows": rows, "pairs": pairs}
+
+
+def compare_context(sweep: dict, data: dict) -> dict:
+    """Server-side first view (two runs) so the page reads without JavaScript; the script swaps runs."""
+    runs = data["runs"]
+    done = [r for r in runs if r["images"]] or runs
+    shown = (done[:2] * 2)[:2] if done else []
+    pickers = [
+        {
+            "slot": slot,
+            "label": lab,
+            "options": [
+                {"name": r["name"], "selected": bool(shown) and r["name"] == shown[i]["name"]} for r in runs
+            ],
+        }
+        for i, (slot, lab) in enumerate((("a", "left"), ("b", "right")))
+    ]
+    return {
+        "title": "compare",
+        "root": "",
+        "sweep": sweep["name"],
+        "pickers": pickers,
+        "view": compare_view(*shown) if shown else {"head": [], "rows": [], "pairs": []},
+    }

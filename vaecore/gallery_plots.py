@@ -1,0 +1,166 @@
+"""Gallery pictures: rate-distortion and FID-per-axis plots (matplotlib PNG), parallel-coordinates SVG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+# Matplotlib writes its version into PNGs by default; dropping it keeps rebuilds byte-identical.
+PNG_META = {"Software": None}
+DPI = 150  # pages show plots at 2/3 of their pixel size: crisp on high-density screens
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a cluster node; must come before pyplot
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=DPI, layout="constrained")
+    return plt, fig, ax
+
+
+def _png(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata=PNG_META)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _place_labels(fig, ax, xs: list[float], ys: list[float], labels: list[str]) -> None:
+    """Put each label at the first of a few offsets that overlaps no earlier label (greedy, good enough)."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    offsets = [
+        (6, 4, "left"),
+        (6, -12, "left"),
+        (-6, 4, "right"),
+        (-6, -12, "right"),
+        (0, 10, "center"),
+        (0, -18, "center"),
+        (12, 14, "left"),
+        (-12, -22, "right"),
+    ]
+    for x, y, text in zip(xs, ys, labels, strict=False):
+        for dx, dy, ha in offsets:
+            ann = ax.annotate(
+                text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=7.5, color="#333"
+            )
+            box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            ann.remove()
+        else:  # nowhere free: keep the first spot, small overlaps beat a missing label
+            ann = ax.annotate(
+                text, (x, y), xytext=offsets[0][:2], textcoords="offset points", fontsize=7.5, color="#333"
+            )
+            placed.append(ann.get_window_extent(renderer))
+
+
+def rate_distortion(points: list[dict]) -> bytes:
+    """KL (rate) against reconstruction MSE (distortion), a labelled point per run, colour = sample FID."""
+    plt, fig, ax = _figure(7.2, 4.6)
+    xs = [p["kl"] for p in points]
+    ys = [p["mse"] for p in points]
+    fids = [p["fid"] for p in points]
+    known = [f for f in fids if f is not None]
+    colors = [f if f is not None else float("nan") for f in fids]
+    sc = ax.scatter(
+        xs,
+        ys,
+        c=colors,
+        cmap="viridis_r",
+        s=36,
+        edgecolors="#222",
+        linewidths=0.5,
+        vmin=min(known, default=0),
+        vmax=max(known, default=1),
+        plotnonfinite=True,
+        zorder=3,
+    )
+    if known:
+        fig.colorbar(sc, ax=ax, label="FID of prior samples (lower is better)")
+    if len(ys) > 1 and min(ys) > 0 and max(ys) / min(ys) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("rate: test KL(q(z|x) || p(z)) [nats]")
+    ax.set_ylabel("distortion: test reconstruction MSE")
+    ax.grid(True, color="#e5e5e5", zorder=0)
+    fig.canvas.draw()  # fixes the axis limits so label boxes are measured where they will be
+    _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
+    return _png(plt, fig)
+
+
+def fid_by_axis(axes: list[dict]) -> bytes:
+    """One panel per swept axis: FID of prior and aggregate-posterior samples at each value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(axes), 1)
+    fig, subs = plt.subplots(
+        1, n, figsize=(3.2 * n + 0.6, 3.0), dpi=DPI, layout="constrained", squeeze=False, sharey=True
+    )
+    for ax, spec in zip(subs[0], axes, strict=False):
+        ticks = spec["values"]
+        pos = {v: i for i, v in enumerate(ticks)}
+        for key, label, marker, color in (
+            ("fid_prior", "prior", "o", "#1f5fa8"),
+            ("fid_aggregate", "aggregate posterior", "s", "#d0702c"),
+        ):
+            pts = [(pos[r["value"]], r[key]) for r in spec["runs"] if r[key] is not None]
+            if not pts:
+                continue
+            jitter = 0.08 if key == "fid_aggregate" else -0.08  # keep the two series apart
+            ax.scatter(
+                [x + jitter for x, _ in pts],
+                [y for _, y in pts],
+                marker=marker,
+                s=22,
+                color=color,
+                label=label,
+                alpha=0.85,
+                zorder=3,
+            )
+            means = [
+                (i, sum(y for x, y in pts if x == i) / n_i)
+                for i in range(len(ticks))
+                if (n_i := sum(1 for x, _ in pts if x == i))
+            ]
+            ax.plot([m[0] + jitter for m in means], [m[1] for m in means], color=color, lw=1, zorder=2)
+        ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+        ax.set_xlim(-0.5, len(ticks) - 0.5)
+        ax.set_xlabel(spec["label"])
+        ax.grid(True, axis="y", color="#e5e5e5", zorder=0)
+    subs[0][0].set_ylabel("FID (lower is better)")
+    subs[0][0].legend(fontsize=7.5, frameon=False)
+    return _png(plt, fig)
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) read from the image header only; None when it is not a readable image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError):
+        return None
+
+
+def parallel_coords(axes: list[dict], runs: list[dict], width: int = 1100, height: int = 330) -> dict:
+    """Inline-SVG geometry: a vertical axis per column, a polyline per run (values in 0..1, 1 = top)."""
+    left, right, top, bottom = 64, 64, 46, 34
+    step = (width - left - right) / max(len(axes) - 1, 1)
+    xs = [left + i * step for i in range(len(axes))]
+    lines = []
+    for run in runs:
+        pts = [(x, top + (1 - v) * (height - top - bottom)) for x, v in zip(xs, run["values"], strict=False)]
+        lines.append({**run, "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)})
+    lines.sort(key=lambda r: r["best"])  # best runs drawn last, on top
+    cols = [
+        {**a, "x": f"{x:.1f}", "y_top": top, "y_bottom": height - bottom}
+        for a, x in zip(axes, xs, strict=False)
+    ]
+    return {"width": width, "height": height, "axes": cols, "lines": lines}
