@@ -23,3 +23,15 @@ def small(fmnist) -> data.FashionMNIST:
 def tiny_cfg() -> config.Config:
     return config.load("default", ["train.epochs=2", "train.batch_size=64",
                                    "resources.cpus_per_worker=2"])
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """The shipped tiny sweep, trained on a real local Ray (no post-processing)."""
+    from procs import job
+
+    out = tmp_path_factory.mktemp("tiny-train")
+    proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out),
+               "--no-postprocess")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "tiny"

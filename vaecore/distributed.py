@@ -7,6 +7,7 @@ trial retry or a re-run of the whole sweep continues from the trial's latest che
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -42,15 +43,18 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     ds = data.load_for(cfg.data, verify=False)  # the driver verified the files before starting
     s = train.new_session(cfg, device, rank, wrap=ray.train.torch.prepare_model)
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
+    resume_dir = loop_cfg.get("resume_from") if checkpoint is None else None
+    if checkpoint or resume_dir:
+        with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(resume_dir) as d:
             train.load_state(s, torch.load(Path(d) / "checkpoint.pt", map_location=device,
                                            weights_only=False))
+        if rank == 0:
+            _log_event(trial_dir, "resumed", s.epoch)
     try:
         while s.epoch < cfg.train.epochs:
             row = train.run_epoch(s, ds, cfg, device, rank, world)
-            _maybe_fail_once(rank)
             _report(s, cfg, row, trial_dir, rank, device)
+            _maybe_fail_once(rank, s.epoch < cfg.train.epochs)
     except train.Diverged as e:
         # Every rank sees the same non-finite gradients, so all stop here together. Retrying from
         # the checkpoint would diverge again, so this is a result, not a crash.
@@ -68,17 +72,25 @@ def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device
     if rank != 0:
         ray.train.report(row)
         return
-    runs.write_jsonl(trial_dir / "metrics.jsonl", s.history)
-    train.save_epoch_samples(s.model, s.epoch, trial_dir, device)
     with tempfile.TemporaryDirectory() as d:
         torch.save(train.state_dict(s, cfg), Path(d) / "checkpoint.pt")
         ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
+    # After the checkpoint is stored: an epoch in metrics.jsonl is never lost by a crash.
+    runs.write_jsonl(trial_dir / "metrics.jsonl", s.history)
+    train.save_epoch_samples(s.model, s.epoch, trial_dir, device)
 
 
-def _maybe_fail_once(rank: int) -> None:
-    """Fault injection for the tests: crash one worker once, after its first epoch."""
+def _log_event(trial_dir: Path, event: str, epoch: int) -> None:
+    """events.jsonl: what happened to a trial besides its epochs (resumes after a failure)."""
+    rows = runs.read_jsonl(trial_dir / "events.jsonl")
+    rows.append({"event": event, "epoch": epoch, "time": round(time.time(), 1)})
+    runs.write_jsonl(trial_dir / "events.jsonl", rows)
+
+
+def _maybe_fail_once(rank: int, more_to_do: bool) -> None:
+    """Fault injection for the tests: crash one worker once, after a checkpointed epoch."""
     marker = os.environ.get(FAULT_ENV)
-    if marker and rank == 0 and not Path(marker).exists():
+    if marker and rank == 0 and more_to_do and not Path(marker).exists():
         Path(marker).write_text("crashed once\n")
         raise RuntimeError("injected worker fault (VAE_FAULT_ONCE)")
 
@@ -97,7 +109,8 @@ def run_trial(tune_cfg: dict) -> None:
     per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": spec["config"], "trial_dir": str(trial_dir)},
+        train_loop_config={"config": spec["config"], "trial_dir": str(trial_dir),
+                           "resume_from": latest_checkpoint(Path(spec["ray_dir"]) / f"train-{spec['name']}")},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=use_gpu,
                                                resources_per_worker=per_worker),
@@ -124,6 +137,22 @@ def run_trial(tune_cfg: dict) -> None:
     status["epochs"] = len(runs.read_jsonl(trial_dir / "metrics.jsonl"))
     status["seconds"] = round(time.time() - start, 2)
     runs.write_json(trial_dir / "status.json", status)
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    """The newest readable checkpoint a previous driver left for this trial, if any.
+
+    Ray restores a run by itself only when its bookkeeping was saved; a driver killed between
+    the checkpoint upload and that bookkeeping would otherwise start the trial over. The worker
+    uses this only when Ray offers no checkpoint of its own.
+    """
+    for d in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # names sort by time
+        try:
+            torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=False)
+        except Exception:  # half-copied or missing: try the one before
+            continue
+        return str(d)
+    return None
 
 
 def _first_line(e: BaseException) -> str:
@@ -165,7 +194,12 @@ def run_trials(todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str,
                                   callbacks=[Progress(on_event)],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    tuner.fit()
+    for result in tuner.fit():
+        if result.error is not None:  # the trial function itself crashed: record why
+            spec = result.config["trial"]
+            runs.write_json(Path(spec["trial_dir"]) / "status.json",
+                            {"status": "failed", "reason": _first_line(result.error),
+                             "epochs": len(runs.read_jsonl(Path(spec["trial_dir"]) / "metrics.jsonl"))})
 
 
 class Progress(tune.Callback):
