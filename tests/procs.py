@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,10 +39,8 @@ def end(pids: set[int], grace: float = 5.0) -> None:
     """SIGTERM, wait, then SIGKILL the given processes (only those, never by name)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.time() + grace
         while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
             time.sleep(0.2)

@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 import pytest
 import torch
-
 from procs import REPO, end, job, ray_pids
+
 from vaecore import config, runs
 
 pytestmark = pytest.mark.integration
@@ -70,8 +70,8 @@ def probe_loop(loop_cfg: dict) -> None:
 
 def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_path):
     import ray
-    from ray import cloudpickle
     import ray.train
+    from ray import cloudpickle
     from ray.train.torch import TorchConfig, TorchTrainer
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

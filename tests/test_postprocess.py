@@ -1,0 +1,98 @@
+"""Post-processing a tiny sweep end to end: artifacts, summary keys, skipping, and a corrupt trial."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jobs import postprocess as cli
+from vaecore import config, data, postprocess, runs, train
+from vaecore.config import ConfigError
+
+ARTIFACTS = {"recon", "samples_prior", "samples_aggregate", "latent", "prototypes", "morph_additive",
+             "morph_interp", "morph_matrix", "traversals", "curves"}
+METRICS = {"test_elbo", "test_iwae", "iwae_k", "iwae_images", "test_mse", "test_kl", "kl_per_dim",
+           "active_units", "agg_mean", "agg_std", "fid_prior", "fid_aggregate", "fid_recon",
+           "fid_floor", "recon_accuracy", "coverage_prior", "coverage_aggregate", "inception_fid",
+           "inception_fid_note"}
+
+
+def make_sweep(root, fmnist, latents=(2, 3)):
+    """A sweep folder as jobs.sweep writes it: two 1-epoch trials on 100/20 images per class."""
+    sweep = root / "tiny"
+    runs.atomic_write_text(sweep / "sweep.toml", 'name = "tiny"\n\n[postprocess]\niwae_k = 16\n'
+                           'iwae_images = 50\n')
+    ds = data.subset(fmnist, 100, 20)
+    for z in latents:
+        cfg = config.load("default", [f"model.latent_dim={z}", "train.epochs=1", "train.batch_size=64",
+                                      "data.train_per_class=100", "data.test_per_class=20"])
+        trial = sweep / "trials" / f"z{z}"
+        train.fit(cfg, ds, trial)
+        runs.write_json(trial / "params.json", {"model.latent_dim": z})
+    runs.write_json(sweep / "manifest.json", {"sweep": "tiny", "trials": {}})
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def pristine(fmnist, tmp_path_factory):
+    return make_sweep(tmp_path_factory.mktemp("sweeps"), fmnist)
+
+
+@pytest.fixture
+def sweep(pristine, tmp_path):
+    return shutil.copytree(pristine, tmp_path / "tiny")
+
+
+def test_options_reject_unknown_keys_and_wrong_types():
+    assert postprocess.options_from({"iwae_k": 64}).iwae_k == 64
+    with pytest.raises(ConfigError, match="unknown \\[postprocess\\] key 'iwae_kk'"):
+        postprocess.options_from({"iwae_kk": 64})
+    with pytest.raises(ConfigError, match="iwae_k must be a int"):
+        postprocess.options_from({"iwae_k": "many"})
+
+
+def test_unfinished_trial_is_reported_and_skipped(sweep):
+    runs.write_json(sweep / "trials" / "z3" / "status.json", {"status": "running", "reason": ""})
+    row = postprocess.process_trial(sweep / "trials" / "z3", postprocess.Options(), {"info": {"key": ""}})
+    assert row["status"] == "skipped" and "not completed" in row["reason"]
+
+
+def test_missing_sweep_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli._cli.run(lambda: cli.main([str(tmp_path / "nope"), "--no-gallery"]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sweep folder not found") and "\n" not in err
+
+
+@pytest.mark.integration
+def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
+    model_pt = sweep / "trials" / "z3" / "model.pt"
+    model_pt.write_bytes(model_pt.read_bytes()[:5000])  # truncated, as by a full disk
+    results = postprocess.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    assert results["z3"]["status"] == "failed" and "model.pt is unreadable" in results["z3"]["reason"]
+    assert results["z2"]["status"] == "done"
+
+    trial = sweep / "trials" / "z2"
+    s = json.loads((trial / "summary.json").read_text())
+    assert set(s["metrics"]) >= METRICS and set(s["artifacts"]) == ARTIFACTS
+    assert s["metrics"]["iwae_k"] == 16 and s["metrics"]["iwae_images"] == 50  # from sweep.toml
+    assert s["metrics"]["test_iwae"] > s["metrics"]["test_elbo"]
+    assert s["metrics"]["fid_floor"] < s["metrics"]["fid_prior"]
+    assert len(s["metrics"]["kl_per_dim"]) == 2 and s["classifier"]["test_accuracy"] >= 0.92
+    for key, rel in s["artifacts"].items():
+        img = Image.open(trial / rel).convert("L")
+        lo, hi = img.getextrema()
+        assert 300 <= img.width <= 1400 and 100 <= img.height <= 1400, (key, img.size)
+        assert hi - lo > 100, key  # not blank
+        assert (trial / rel).stat().st_size < 150_000, key
+    with np.load(trial / "latents.npz") as z:
+        assert z["train_mu"].shape == (1000, 2) and z["test_y"].shape == (200,)
+
+    again = postprocess.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    assert (again["z2"]["status"], again["z2"]["reason"]) == ("skipped", "up to date")
+    assert again["z3"]["status"] == "failed"
