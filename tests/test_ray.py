@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,40 @@ def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp
     assert status["status"] == "failed" and "non-finite" in status["reason"]
     assert not (bad / "model.pt").exists()
     assert "lr1000000000000" in proc.stdout and "failed" in proc.stdout
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_runs_the_sweep_on_a_started_head(tmp_path):
+    import tempfile
+
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are limited
+    port, dash = free_port(), free_port()
+    before = ray_pids()
+    try:
+        subprocess.run(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                        "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={dash}", f"--temp-dir={temp_dir}",
+                        "--disable-usage-stats"], env=env, check=True, capture_output=True,
+                       timeout=120)
+        out = tmp_path / "out"
+        proc = subprocess.run(
+            ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", ".",
+             "--runtime-env-json", '{"excludes": [".git", "test-artifacts"]}', "--",
+             "python", "-m", "jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out),
+             "--no-postprocess"], cwd=REPO, env=env, text=True, capture_output=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "succeeded" in proc.stdout
+        assert "ray: 2 CPUs" in proc.stdout and "1 node(s)" in proc.stdout
+        for name in ("z2", "z3"):
+            assert runs.read_json(out / "tiny" / "trials" / name / "status.json")["status"] == "completed"
+    finally:
+        end(ray_pids() - before)

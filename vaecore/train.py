@@ -212,7 +212,9 @@ def run_epoch(s: Session, data: FashionMNIST, cfg: Config, device, rank: int = 0
     lr = s.optimizer.param_groups[0]["lr"]
     row = {"epoch": s.epoch + 1, "lr": lr}
     row.update(train_epoch(s, data.train_x, cfg, device, rank, world))
+    start = time.perf_counter()
     row.update(evaluate(s.model, data.test_x, cfg, device, rank, world))
+    row["eval_seconds"] = time.perf_counter() - start
     step_scheduler(s, row["test_loss"])
     s.epoch += 1
     s.history.append(row)
