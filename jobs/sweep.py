@@ -191,10 +191,12 @@ def ray_session(address: str | None):
     # Faster worker-group start and teardown on short trials (passed on to the workers).
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    signal.signal(signal.SIGTERM, _interrupt)  # Slurm preemption: stop like Ctrl+C, resumable
     start = time.time()
     ray.init(address=address, log_to_driver=False, logging_level="WARNING",
              include_dashboard=False if not address else None)
+    # After ray.init, which installs its own SIGTERM handler: on Slurm preemption stop like
+    # Ctrl+C (Tune saves its state, the trials keep their checkpoints) so a re-run resumes.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         extra = {"hardware": hardware(), "timings": {"ray_init_s": round(time.time() - start, 2)}}
         hw = extra["hardware"]

@@ -178,7 +178,7 @@ stop_driver() {
 # processes (and only them), unlike `ray stop`, which kills every Ray process of the user.
 stop_ray() {
     ((${#RAY_STEP_PIDS[@]})) || return 0
-    log "stopping Ray (srun steps ${RAY_STEP_PIDS[*]})"
+    log "stopping Ray (srun steps ${RAY_STEP_PIDS[*]}; Slurm reports them as CANCELLED)"
     local pid
     for pid in "${RAY_STEP_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${RAY_STEP_PIDS[@]}"; do stop_pid "ray step" "$pid" "$RAY_STOP_GRACE_S"; done
@@ -239,7 +239,7 @@ ray_step() {
     shift 2
     srun --nodes=1 --ntasks=1 -w "$node" --overlap --cpus-per-task="$cpus" \
         "$RAY_BIN" start --num-cpus="$cpus" --num-gpus="$GPUS" --temp-dir="$RAY_TMP" \
-        --disable-usage-stats "${RAY_PORT_ARGS[@]}" "$@" --block </dev/null &
+        --disable-usage-stats --log-color=false "${RAY_PORT_ARGS[@]}" "$@" --block </dev/null &
     RAY_STEP_PIDS+=("$!")
 }
 
