@@ -26,12 +26,11 @@ def tiny_cfg() -> config.Config:
 
 
 @pytest.fixture(scope="session")
-def tiny_trained(tmp_path_factory):
-    """The shipped tiny sweep, trained on a real local Ray (no post-processing)."""
+def tiny_sweep(tmp_path_factory):
+    """The shipped tiny sweep run end to end on a real local Ray: train, post-process, gallery."""
     from procs import job
 
-    out = tmp_path_factory.mktemp("tiny-train")
-    proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out),
-               "--no-postprocess")
+    out = tmp_path_factory.mktemp("tiny")
+    proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "tiny"

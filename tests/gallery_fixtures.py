@@ -193,11 +193,11 @@ def make_fake_sweep(root: Path, sweep: str = "fake") -> Path:
 
 @pytest.fixture(scope="session")
 def fake_sweep(tmp_path_factory) -> Path:
-    """A fabricated sweep; swap for the real `tiny_sweep` when tests/conftest.py provides one."""
+    """A fabricated sweep with every kind of run (failed, not post-processed, hostile name)."""
     return make_fake_sweep(tmp_path_factory.mktemp("out"))
 
 
 @pytest.fixture(scope="session")
-def gallery_sweep(fake_sweep) -> Path:
-    """The sweep the browser test opens; point it at `tiny_sweep` to test a real sweep instead."""
-    return fake_sweep
+def gallery_sweep(tiny_sweep) -> Path:
+    """The sweep the browser test opens: the real tiny sweep, trained and post-processed."""
+    return tiny_sweep

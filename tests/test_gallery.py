@@ -9,12 +9,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import gallery_fixtures
 import pytest
-from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
 
 from jobs import gallery as gallery_cli
 from vaecore import gallery, gallery_pages
+
+import gallery_fixtures
+from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
 
 fake_sweep = gallery_fixtures.fake_sweep
 

@@ -9,17 +9,17 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import gallery_fixtures
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from vaecore import gallery
 
-pytestmark = pytest.mark.integration
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402  (after the importorskip above)
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+import gallery_fixtures
 
-fake_sweep = gallery_fixtures.fake_sweep
+pytestmark = pytest.mark.integration
+
 gallery_sweep = gallery_fixtures.gallery_sweep
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -34,7 +34,7 @@ def site(gallery_sweep) -> Path:
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian chromium and chromium-driver")
+        pytest.fail("needs Debian chromium and chromium-driver: bash scripts/setup.sh installs them")
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     # Without the background-networking flags Chromium phones home and this closed network refuses it.

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from procs import REPO, end, job, ray_pids
 
 from vaecore import config, runs
+
+from procs import REPO, end, job, ray_pids
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +27,8 @@ def write_sweep(tmp_path, grid: str, sets: str = "") -> str:
     return str(path)
 
 
-def test_tiny_sweep_writes_the_documented_layout_with_sensible_metrics(tiny_trained):
-    sweep_dir = tiny_trained
+def test_tiny_sweep_writes_the_documented_layout_with_sensible_metrics(tiny_sweep):
+    sweep_dir = tiny_sweep
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert set(manifest["trials"]) == {"z2", "z3"}
     assert all(t["status"] == "completed" for t in manifest["trials"].values())

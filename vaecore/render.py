@@ -1,0 +1,279 @@
+"""Figures for one trial (matplotlib Agg + torchvision grids), written atomically as small PNGs."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")  # headless: no display on workers, and never a GUI backend by accident
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from vaecore import latent as lat  # noqa: E402
+from vaecore import runs  # noqa: E402
+from vaecore.data import CLASS_NAMES  # noqa: E402
+
+SAMPLER_TITLES = {"prior": "the prior N(0, I)", "aggregate": "the aggregate posterior (Gaussian)",
+                  "mixture": "the aggregate posterior (10-Gaussian mixture)"}
+DPI = 100  # with the figure sizes below: 400-900 px wide, 20-120 KB per PNG
+COLORS = plt.get_cmap("tab10").colors
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11})
+
+
+def save(fig, path: Path, gray: bool = True) -> None:
+    """PNG; image figures go through a 32-level palette (3-5x smaller, barely visible banding).
+
+    Colour figures get 256 octree colours: median-cut with fewer merged some tab10 class colours.
+    """
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    buf.seek(0)
+    out = io.BytesIO()
+    image = Image.open(buf).convert("RGB")
+    image = image.quantize(colors=32) if gray else image.quantize(256, Image.Quantize.FASTOCTREE)
+    image.save(out, format="png", optimize=True)
+    runs.atomic_write_bytes(path, out.getvalue())
+
+
+def _show(ax, images: torch.Tensor, nrow: int, padding: int = 2) -> None:
+    """A make_grid of (N, 1, 28, 28) images on an axis, no ticks."""
+    grid = make_grid(images.cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)[0]
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid(images: torch.Tensor, nrow: int, title: str, path: Path, inches: float = 4.5) -> None:
+    """Samples as a square-ish grid with a title."""
+    fig, ax = plt.subplots(figsize=(inches, inches * (len(images) / nrow) / nrow + 0.4))
+    _show(ax, images, nrow)
+    ax.set_title(title)
+    save(fig, path)
+
+
+def recon(originals: torch.Tensor, recons: torch.Tensor, labels: torch.Tensor, title: str,
+          path: Path) -> None:
+    """Columns = classes; rows alternate original / reconstruction (per_class images per class)."""
+    order = labels.argsort(stable=True)
+    per_class = len(labels) // 10
+    fig, axes = plt.subplots(2 * per_class, 10, figsize=(8.5, 1.0 * 2 * per_class + 0.6))
+    for col, c in enumerate(range(10)):
+        idx = order[(labels[order] == c).nonzero().flatten()]
+        for r, i in enumerate(idx[:per_class]):
+            for k, img in enumerate((originals[i], recons[i])):
+                ax = axes[2 * r + k, col]
+                ax.imshow(img[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if col == 0:
+                    ax.set_ylabel("original" if k == 0 else "recon", fontsize=8)
+        axes[0, col].set_title(CLASS_NAMES[c], fontsize=8)
+    fig.suptitle(title)
+    fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    save(fig, path)
+
+
+def prototypes(images: torch.Tensor, title: str, path: Path) -> None:
+    """The 10 decoded class means in a row, each under its class name."""
+    fig, axes = plt.subplots(1, 10, figsize=(8.5, 1.5))
+    for c, ax in enumerate(axes):
+        ax.imshow(images[c, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(CLASS_NAMES[c], fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, y=1.05)
+    save(fig, path)
+
+
+def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: str,
+           path: Path) -> None:
+    """Morph strips: one row per label, one column per alpha (labelled)."""
+    steps = len(alphas)
+    fig, axes = plt.subplots(len(labels), 1, figsize=(0.75 * steps + 1.5, 0.8 * len(labels) + 0.7),
+                             squeeze=False)
+    for r, (ax, label) in enumerate(zip(axes[:, 0], labels, strict=True)):
+        _show(ax, rows[r * steps:(r + 1) * steps], nrow=steps)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        if r == len(labels) - 1:
+            side = rows.shape[-1] + 2
+            ax.set_xticks([side * i + side / 2 for i in range(steps)])
+            ax.set_xticklabels([f"{a:.2f}" for a in alphas.tolist()], fontsize=7)
+            ax.set_xlabel("alpha")
+    fig.suptitle(title)
+    save(fig, path)
+
+
+def matrix(rows: torch.Tensor, pairs: list[tuple[int, int]], steps: int, title: str,
+           path: Path, cols: int = 3) -> None:
+    """All class-pair interpolation strips, packed cols strips per row, each with a small label."""
+    n_rows = (len(pairs) + cols - 1) // cols
+    height = 0.52 * n_rows + 0.5
+    fig, axes = plt.subplots(n_rows, cols, figsize=(2.6 * cols, height), squeeze=False)
+    for p, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if p < len(pairs):
+            _show(ax, rows[p * steps:(p + 1) * steps], nrow=steps, padding=1)
+            i, j = pairs[p]
+            ax.set_title(f"{CLASS_NAMES[i]} → {CLASS_NAMES[j]}", fontsize=7, pad=2)
+    fig.suptitle(title)
+    fig.subplots_adjust(hspace=0.45, wspace=0.05, top=1 - 0.4 / height)
+    save(fig, path)
+
+
+def traversals(images: torch.Tensor, dims: int, values: torch.Tensor, title: str, path: Path) -> None:
+    """One row per latent dim, one column per coordinate value."""
+    steps = len(values)
+    fig, ax = plt.subplots(figsize=(0.6 * steps + 1.2, 0.6 * dims + 0.8))
+    _show(ax, images, nrow=steps)
+    side = images.shape[-1] + 2
+    ax.set_yticks([side * d + side / 2 for d in range(dims)])
+    ax.set_yticklabels([f"z{d + 1}" for d in range(dims)])
+    ax.set_xticks([side * i + side / 2 for i in range(steps)])
+    ax.set_xticklabels([f"{v:+.1f}" if abs(v) > 1e-6 else "0" for v in values.tolist()], fontsize=7)
+    ax.set_xlabel("value of the traversed coordinate")
+    ax.set_title(title)
+    save(fig, path)
+
+
+def curves(history: list[dict], title: str, path: Path) -> None:
+    """Training curves: loss, recon, KL, MSE (train and test), test ELBO, and the lr (log axis)."""
+    epochs = [r["epoch"] for r in history]
+    panels = [("loss", "loss (seed's scale)"), ("recon", "recon term"), ("kl", "KL (nats)"),
+              ("mse", "MSE per pixel")]
+    fig, axes = plt.subplots(2, 3, figsize=(9, 5))
+    for ax, (key, label) in zip(axes.flat, panels, strict=False):
+        ax.plot(epochs, [r[key] for r in history], "o-", ms=3, label="train")
+        ax.plot(epochs, [r[f"test_{key}"] for r in history], "s--", ms=3, label="test")
+        ax.set_title(label)
+        ax.legend(fontsize=7)
+    axes[1, 1].plot(epochs, [r["test_elbo"] for r in history], "o-", ms=3, color="C2")
+    axes[1, 1].set_title("test ELBO (nats / image, ↑ better)")
+    axes[1, 2].plot(epochs, [r["lr"] for r in history], "o-", ms=3, color="C3")
+    axes[1, 2].set_yscale("log")
+    axes[1, 2].set_title("learning rate")
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path, gray=False)
+
+
+# --- the latent space ---------------------------------------------------------------------------
+
+VIEWS = ((25, -60), (25, 30), (25, 120))  # (elevation, azimuth) in degrees: fixed, so runs compare
+
+
+def pca(z: torch.Tensor, k: int) -> tuple[torch.Tensor, list[float]]:
+    """Project onto the first k principal components; also their explained-variance fractions."""
+    zc = z.double() - z.double().mean(0)
+    _, s, v = torch.linalg.svd(zc, full_matrices=False)
+    explained = (s.pow(2) / s.pow(2).sum())[:k].tolist()
+    return (zc @ v[:k].T).float(), explained
+
+
+def _legend(fig) -> None:
+    handles = [plt.Line2D([], [], ls="", marker="o", color=COLORS[c], label=CLASS_NAMES[c])
+               for c in range(10)]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False, markerscale=1.2)
+
+
+def _scatter2d(ax, z, y, xlabel, ylabel) -> None:
+    ax.scatter(z[:, 0], z[:, 1], c=[COLORS[c] for c in y.tolist()], s=3, linewidths=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_aspect("equal", adjustable="datalim")
+
+
+def _scatter3d(ax, z, y, labels, view) -> None:
+    ax.scatter(z[:, 0], z[:, 1], z[:, 2], c=[COLORS[c] for c in y.tolist()], s=2,
+               linewidths=0, depthshade=False)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.pane.fill = False  # flat white panes: less ink and a much smaller PNG
+    ax.view_init(*view)
+    ax.set_xlabel(labels[0], labelpad=-8)
+    ax.set_ylabel(labels[1], labelpad=-8)
+    ax.set_zlabel(labels[2], labelpad=-8)
+    ax.tick_params(labelsize=6, pad=-3)
+    ax.set_title(f"elev {view[0]}°, azim {view[1]}°", fontsize=8)
+
+
+def latent(z: torch.Tensor, y: torch.Tensor, title: str, path: Path) -> None:
+    """Test-set posterior means coloured by class: 2D as is, 3D from fixed views, >3D by PCA."""
+    d = z.shape[1]
+    if d == 1:
+        z = torch.cat([z, torch.zeros_like(z)], 1)
+    if d <= 2:
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+        _scatter2d(ax, z, y, "z1", "z2" if d == 2 else "(none)")
+    elif d == 3:
+        fig = plt.figure(figsize=(11, 3.8))
+        for i, view in enumerate(VIEWS):
+            _scatter3d(fig.add_subplot(1, 3, i + 1, projection="3d"), z, y, ("z1", "z2", "z3"), view)
+    else:
+        p, ev = pca(z, 3)
+        names = [f"PC{i + 1} ({100 * e:.0f}%)" for i, e in enumerate(ev)]
+        fig = plt.figure(figsize=(11, 4.5))
+        _scatter2d(fig.add_subplot(1, 2, 1), p, y, names[0], names[1])
+        fig.axes[0].set_title("PCA to 2D")
+        ax3 = fig.add_subplot(1, 2, 2, projection="3d")
+        _scatter3d(ax3, p, y, names, VIEWS[0])
+        ax3.set_title("PCA to 3D")
+        title += f" — {d}-D latents, PCA projections"
+    fig.suptitle(title)
+    fig.subplots_adjust(right=0.84)
+    _legend(fig)
+    save(fig, path, gray=False)
+
+
+# --- all figures of one trial ----------------------------------------------------------------
+
+
+def trial_figures(dec: Callable[[torch.Tensor], torch.Tensor], trial_dir: Path, ds, te_mu: torch.Tensor,
+                  means: torch.Tensor, sample_fns: dict, opts) -> dict[str, str]:
+    """Every picture of one trial; dec maps z to images, opts is a postprocess.Options.
+
+    Returns artifact key -> path relative to the trial folder.
+    """
+    art, name = {}, trial_dir.name
+    path = lambda key: (art.setdefault(key, f"artifacts/{key}.png"), trial_dir / art[key])[1]
+    idx = torch.cat([(ds.test_y == c).nonzero().flatten()[:opts.recon_per_class] for c in range(10)])
+    originals = ds.test_x[idx].unsqueeze(1).float() / 255.0
+    recon(originals, dec(te_mu[idx]), ds.test_y[idx], f"{name}: test reconstructions", path("recon"))
+    for key, fn in sample_fns.items():
+        image_grid(dec(fn(opts.grid_samples, opts.sample_seed)), 10,
+                   f"{name}: samples from {SAMPLER_TITLES.get(key, key)}", path(f"samples_{key}"))
+    keep = torch.randperm(len(te_mu), generator=torch.Generator().manual_seed(0))[:opts.scatter_points]
+    latent(te_mu[keep].cpu(), ds.test_y[keep], f"{name}: test-set posterior means", path("latent"))
+    prototypes(dec(means), f"{name}: decoded class means", path("prototypes"))
+    _render_morphs(dec, means, name, opts, path)
+    d = min(means.shape[1], opts.traversal_dims)
+    values = torch.linspace(-opts.traversal_range, opts.traversal_range, opts.traversal_steps)
+    traversals(dec(lat.traversal(torch.zeros(means.shape[1]), d, values)), d, values,
+               f"{name}: latent traversals (others at 0)", path("traversals"))
+    history = runs.read_jsonl(trial_dir / "metrics.jsonl")
+    if history:
+        curves(history, f"{name}: training curves", path("curves"))
+    return art
+
+
+def _render_morphs(dec, means, name: str, opts, path) -> None:
+    a = lat.alphas(opts.morph_steps)
+    cn = CLASS_NAMES
+    add = torch.cat([lat.morph_additive(means[i], means[j], a) for i, j in lat.SEED_PAIRS])
+    strips(dec(add), [f"{cn[i]} + α·{cn[j]}" for i, j in lat.SEED_PAIRS], a,
+           f"{name}: the seed's morph v_A + α v_B", path("morph_additive"))
+    mix = torch.cat([lat.morph_interp(means[i], means[j], a) for i, j in lat.SEED_PAIRS])
+    strips(dec(mix), [f"{cn[i]} → {cn[j]}" for i, j in lat.SEED_PAIRS], a,
+           f"{name}: interpolation (1 - α) v_A + α v_B", path("morph_interp"))
+    pairs, z = lat.pair_matrix(means, opts.matrix_steps)
+    matrix(dec(z), pairs, opts.matrix_steps,
+           f"{name}: all 45 class pairs, α from 0 to 1 in {opts.matrix_steps} steps", path("morph_matrix"))
