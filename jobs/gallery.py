@@ -18,14 +18,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+def publish(sweep_dir: Path) -> Path:
+    """Build the gallery and print where it is and how to view it."""
     start = time.perf_counter()
-    index = gallery.build(args.sweep_dir)
-    print(
-        f"gallery: {index} ({time.perf_counter() - start:.1f} s); open it in a browser, or serve "
-        f"{args.sweep_dir} with python -m http.server"
-    )
+    index = gallery.build(sweep_dir).resolve()
+    print(f"gallery: {index} (built in {time.perf_counter() - start:.1f} s)")
+    print(f"view it: open file://{index} in a browser, or run "
+          f"`python -m http.server -d {sweep_dir} 8000` and open http://127.0.0.1:8000/gallery/")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    publish(parse(argv).sweep_dir)
     return 0
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from jobs import _cli
+from jobs.gallery import publish
 from vaecore import postprocess
 
 
@@ -28,13 +29,15 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{name:<{width}}  {row['status']:<8} {row['seconds']:8.1f}  {row['reason']}")
 
 
-def build_gallery(sweep_dir: Path) -> None:
-    try:
-        from vaecore import gallery
-    except ImportError:
-        return
-    if hasattr(gallery, "build"):
-        print(f"gallery: {gallery.build(sweep_dir)}")
+def run(sweep_dir: Path, force: bool = False, use_ray: bool | None = None,
+        build_gallery: bool = True) -> dict[str, dict]:
+    """Post-process every trial, print the table, then (re)build the gallery."""
+    results = postprocess.process_sweep(sweep_dir, force=force,
+                                        progress=lambda s: print(s, flush=True), use_ray=use_ray)
+    print_table(results)
+    if build_gallery:
+        publish(sweep_dir)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ray.init(address=args.address)
         use_ray = True
-    results = postprocess.process_sweep(args.sweep_dir, force=args.force,
-                                        progress=lambda s: print(s, flush=True), use_ray=use_ray)
-    print_table(results)
-    if not args.no_gallery:
-        build_gallery(args.sweep_dir)
+    results = run(args.sweep_dir, args.force, use_ray, not args.no_gallery)
     failed = sum(r["status"] == "failed" for r in results.values())
     if failed:
         print(f"{failed} of {len(results)} trials failed", file=sys.stderr)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import ray
 
+import jobs.postprocess
 from jobs import _cli
 from vaecore import data, distributed, runs
 from vaecore import sweep as sweeps
@@ -147,7 +148,7 @@ def _now() -> str:
 
 def print_summary(manifest: dict) -> None:
     rows = manifest["trials"]
-    width = max(len(n) for n in rows)
+    width = max([len(n) for n in rows] + [5])
     print(f"\n{'trial':<{width}}  {'status':<9}  epochs  seconds  reason")
     for name, t in rows.items():
         print(f"{name:<{width}}  {t['status']:<9}  {t['epochs']:>6}  {t['seconds']:>7.1f}  "
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(manifest)
         completed = [n for n, t in manifest["trials"].items() if t["status"] == "completed"]
         if completed and not args.no_postprocess:
-            postprocess(sweep_dir)
+            jobs.postprocess.run(sweep_dir)
     return 0 if completed else 1
 
 
@@ -209,15 +210,6 @@ def ray_session(address: str | None):
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def postprocess(sweep_dir: Path) -> None:
-    try:
-        from vaecore.postprocess import process_sweep
-    except ImportError:
-        print("post-processing is not available in this version; skipped")
-        return
-    process_sweep(sweep_dir)
 
 
 if __name__ == "__main__":

@@ -247,5 +247,5 @@ def build(sweep_dir: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("gallery: %d runs in %.2f s -> %s", len(sweep["runs"]), time.perf_counter() - start, final)
+    log.debug("gallery: %d runs in %.2f s -> %s", len(sweep["runs"]), time.perf_counter() - start, final)
     return final / "index.html"
