@@ -192,6 +192,7 @@ def ray_session(address: str | None):
     # Faster worker-group start and teardown on short trials (passed on to the workers).
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune tables: we print our own lines
     start = time.time()
     ray.init(address=address, log_to_driver=False, logging_level="WARNING",
              include_dashboard=False if not address else None)
