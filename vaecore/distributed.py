@@ -35,6 +35,7 @@ FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it
 
 def train_loop_per_worker(loop_cfg: dict) -> None:
     """Run on every worker: DDP-wrap the model, resume from Ray's checkpoint, train, report."""
+    clock = {"entered": time.time()}  # where a trial's time goes, beside the epochs themselves
     cfg, trial_dir = from_dict(loop_cfg["config"]), Path(loop_cfg["trial_dir"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -50,6 +51,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
                                            weights_only=False))
         if rank == 0:
             _log_event(trial_dir, "resumed", s.epoch)
+    clock["ready"] = time.time()
     try:
         while s.epoch < cfg.train.epochs:
             row = train.run_epoch(s, ds, cfg, device, rank, world)
@@ -65,6 +67,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     if rank == 0:
         runs.torch_save({"model": train.unwrap(s.model).state_dict(), "config": asdict(cfg)},
                         trial_dir / "model.pt")
+        runs.write_json(trial_dir / "worker_clock.json", {**clock, "done": time.time()})
 
 
 def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device) -> None:
@@ -104,13 +107,15 @@ def run_trial(tune_cfg: dict) -> None:
     cfg, trial_dir = from_dict(spec["config"]), Path(spec["trial_dir"])
     runs.write_json(trial_dir / "status.json", {"status": "running", "reason": ""})
     (trial_dir / "diverged.json").unlink(missing_ok=True)
+    (trial_dir / "worker_clock.json").unlink(missing_ok=True)
+    run_dir = Path(spec["ray_dir"]) / f"train-{spec['name']}"
     r = cfg.resources
     use_gpu = r.gpus_per_worker > 0
     per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": spec["config"], "trial_dir": str(trial_dir),
-                           "resume_from": latest_checkpoint(Path(spec["ray_dir"]) / f"train-{spec['name']}")},
+                           "resume_from": latest_checkpoint(run_dir)},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=use_gpu,
                                                resources_per_worker=per_worker),
@@ -136,7 +141,17 @@ def run_trial(tune_cfg: dict) -> None:
         status = {"status": "failed", "reason": "training ended without writing model.pt"}
     status["epochs"] = len(runs.read_jsonl(trial_dir / "metrics.jsonl"))
     status["seconds"] = round(time.time() - start, 2)
+    status.update(overheads(runs.read_json(trial_dir / "worker_clock.json") or {}, start))
     runs.write_json(trial_dir / "status.json", status)
+
+
+def overheads(clock: dict, start: float) -> dict:
+    """Seconds spent around training: Ray starting the workers, our set-up, and Ray's teardown."""
+    if not {"entered", "ready", "done"} <= set(clock):
+        return {}
+    return {"worker_start_s": round(clock["entered"] - start, 2),
+            "setup_s": round(clock["ready"] - clock["entered"], 2),
+            "teardown_s": round(time.time() - clock["done"], 2)}
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
