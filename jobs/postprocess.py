@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.address:
         import ray
 
-        ray.init(address=args.address)
+        ray.init(address=args.address, log_to_driver=False)
         use_ray = True
     results = run(args.sweep_dir, args.force, use_ray, not args.no_gallery)
     failed = sum(r["status"] == "failed" for r in results.values())

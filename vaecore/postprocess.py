@@ -288,17 +288,28 @@ def _run_ray(dirs: list[Path], opts: Options, clf_state: dict, force: bool,
 
     task = ray.remote(process_trial)
     clf_ref = ray.put(clf_state)
-    refs = {d.name: task.options(**_ray_options(d)).remote(d, opts, clf_ref, force)
-            for d in dirs}
+    pending = {task.options(**_ray_options(d)).remote(d, opts, clf_ref, force): d for d in dirs}
     out = {}
-    for name, ref in refs.items():
+    while pending:  # report each trial as it finishes, not in submission order
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        d = pending.pop(ref)
         try:
-            out[name] = ray.get(ref)
+            out[d.name] = ray.get(ref)
         except Exception as e:  # a crashed worker fails its trial, not the sweep
-            out[name] = {"status": "failed", "reason": f"ray task: {str(e).splitlines()[0]}",
-                         "seconds": 0.0}
-        progress(f"[{name}] {out[name]['status']} {out[name]['reason']}".rstrip())
-    return out
+            out[d.name] = {"status": "failed", "reason": f"ray task: {str(e).splitlines()[0]}",
+                           "seconds": 0.0}
+        progress(done_line(d, out[d.name]))
+    return {d.name: out[d.name] for d in dirs}
+
+
+def done_line(trial_dir: Path, row: dict) -> str:
+    """'[z3] done in 38.1 s (encode 8.4, iwae 10.0, ...)' from the trial's row and summary.json."""
+    line = f"[{trial_dir.name}] {row['status']}"
+    if row["status"] == "done":
+        timings = (runs.read_json(trial_dir / "summary.json", {}) or {}).get("timings", {})
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if k != "total" and v >= 0.05)
+        return f"{line} in {row['seconds']:.1f} s ({steps})"
+    return f"{line} {row['reason']}".rstrip()
 
 
 def process_sweep(sweep_dir: Path, force: bool = False, progress: Callable[[str], None] = print,
@@ -319,7 +330,7 @@ def process_sweep(sweep_dir: Path, force: bool = False, progress: Callable[[str]
     out = {}
     for d in dirs:
         out[d.name] = process_trial(d, opts, clf_state, force, progress)
-        progress(f"[{d.name}] {out[d.name]['status']} {out[d.name]['reason']}".rstrip())
+        progress(done_line(d, out[d.name]))
     return out
 
 
