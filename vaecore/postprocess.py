@@ -7,61 +7,23 @@ an unchanged one is skipped.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
 import json
 import time
-import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from vaecore import classifier, data, evaluate, latent, render, runs, train
+from vaecore import classifier, data, runs
 from vaecore.config import ConfigError, read_toml
+from vaecore.pipeline import Options, TrialError, options_from, run_pipeline
+
+__all__ = ["Options", "options_from", "process_sweep", "process_trial"]
 
 CODE_VERSION = "pp-1"  # bump when the outputs change meaning; part of the skip key
-
-
-@dataclass(frozen=True)
-class Options:
-    iwae_k: int = 100  # importance samples per image for the IWAE bound
-    iwae_images: int = 500  # the first N test images: a fixed subset, since k * N decodes on CPU
-    fid_samples: int = 10000  # generated images per FID; capped at the test-set size
-    recon_per_class: int = 2  # test images per class in recon.png (the first ones: fixed)
-    grid_samples: int = 100  # samples shown in samples_*.png (10 x 10)
-    sample_seed: int = 7  # the z seed: runs with the same latent size decode the same z
-    morph_steps: int = 9  # alphas from 0 to 1 in the seed-pair morph strips
-    matrix_steps: int = 7  # alphas per strip in the 45-pair matrix
-    traversal_dims: int = 10  # traverse at most this many latent dims
-    traversal_steps: int = 11  # values per traversed dim
-    traversal_range: float = 3.0  # traverse from -range to +range (prior stds) around the origin
-    scatter_points: int = 5000  # test points in the latent scatter (fewer = smaller PNG)
-    mixture: bool = False  # also fit and score a 10-component Gaussian mixture sampler
-    inception: bool = True  # Inception FID when torchvision's weights are already on disk
-    batch: int = 256  # images per encode/decode batch: measured 1.3-1.9x faster than 2000 on CPU
-
-
-def options_from(table: dict) -> Options:
-    """Options from a sweep.toml [postprocess] table; unknown keys and wrong types are one-line errors."""
-    hints = typing.get_type_hints(Options)
-    out = {}
-    for key, value in table.items():
-        if key not in hints:
-            raise ConfigError(f"unknown [postprocess] key '{key}'; known keys: {', '.join(hints)}")
-        tp = hints[key]
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not tp:
-            raise ConfigError(f"[postprocess] {key} must be a {tp.__name__}, got {value!r}")
-        if tp in (int, float) and value <= 0:
-            raise ConfigError(f"[postprocess] {key} must be > 0, got {value}")
-        out[key] = value
-    return Options(**out)
 
 
 def load_options(sweep_dir: Path) -> Options:
@@ -72,7 +34,8 @@ def load_options(sweep_dir: Path) -> Options:
 def code_hash() -> str:
     """Hash of the modules whose code decides the outputs."""
     h = hashlib.sha256(CODE_VERSION.encode())
-    for name in ("latent", "evaluate", "render", "postprocess", "losses", "model", "classifier"):
+    for name in ("latent", "evaluate", "render", "pipeline", "postprocess", "losses", "model",
+                 "classifier"):
         h.update((Path(__file__).parent / f"{name}.py").read_bytes())
     return h.hexdigest()
 
@@ -85,124 +48,6 @@ def inputs_hash(trial_dir: Path, opts: Options, clf_key: str) -> str:
     h.update(clf_key.encode())
     h.update(code_hash().encode())
     return h.hexdigest()
-
-
-class TrialError(RuntimeError):
-    """A problem with one trial's files; the message is one line and the other trials go on."""
-
-
-# --- the per-trial pipeline ---------------------------------------------------------------------
-
-
-class Steps:
-    """Times named steps and reports each one as it starts."""
-
-    def __init__(self, progress: Callable[[str], None]):
-        self.progress, self.seconds = progress, {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        self.progress(name)
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - start, 3)
-
-
-def load_trial_model(trial_dir: Path, device: str) -> tuple[torch.nn.Module, object]:
-    try:
-        return train.load_model(trial_dir / "model.pt", device)
-    except Exception as e:  # truncated/corrupt pickles raise many types; all mean the same here
-        raise TrialError(f"model.pt is unreadable ({type(e).__name__}: {str(e)[:80]}); "
-                         f"re-train this trial") from None
-
-
-def save_latents(path: Path, tr: tuple, te: tuple, ds: data.FashionMNIST) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, train_mu=tr[0].cpu().numpy(), train_log_var=tr[1].cpu().numpy(),
-                        train_y=ds.train_y.numpy(), test_mu=te[0].cpu().numpy(),
-                        test_log_var=te[1].cpu().numpy(), test_y=ds.test_y.numpy())
-    runs.atomic_write_bytes(path, buf.getvalue())
-
-
-def samplers(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> dict:
-    """name -> function(n, seed) -> z: the prior, the aggregate Gaussian, optionally the mixture."""
-    d = tr_mu.shape[1]
-    out = {"prior": lambda n, seed: latent.prior_z(n, d, seed),
-           "aggregate": latent.fit_gaussian(tr_mu).sample}
-    if opts.mixture:
-        out["mixture"] = latent.fit_mixture(tr_mu, tr_y).sample
-    return out
-
-
-def run_pipeline(trial_dir: Path, ds: data.FashionMNIST, opts: Options, clf_state: dict,
-                 device: str, progress: Callable[[str], None]) -> dict:
-    """Encode, score, sample, render; returns the summary (without its inputs hash)."""
-    t = Steps(progress)
-    with t("load"):
-        model, cfg = load_trial_model(trial_dir, device)
-        clf = classifier.Classifier()
-        clf.load_state_dict(clf_state["model"])
-        clf.eval()
-    lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
-    with t("encode"):
-        tr = latent.encode(model, ds.train_x.to(device), opts.batch)
-        te = latent.encode(model, ds.test_x.to(device), opts.batch)
-        tr, te = (tr[0].cpu(), tr[1].cpu()), (te[0].cpu(), te[1].cpu())
-        save_latents(trial_dir / "latents.npz", tr, te, ds)
-    with t("elbo"):
-        m = evaluate.elbo_terms(model, ds.test_x, te[0], te[1], lik, r)
-        m.update(evaluate.latent_stats(*tr))
-    with t("iwae"):
-        n = min(opts.iwae_images, len(ds.test_x))
-        m.update(test_iwae=evaluate.iwae(model, ds.test_x[:n], opts.iwae_k, lik, r),
-                 iwae_k=opts.iwae_k, iwae_images=n)
-    means = latent.class_means(tr[0], ds.train_y)
-    fns = samplers(tr[0], ds.train_y, opts)
-    with t("render"):
-        dec = lambda z: latent.decode(model, z.to(device), opts.batch).cpu()
-        artifacts = render.trial_figures(dec, trial_dir, ds, te[0], means, fns, opts)
-    with t("fid"):
-        m.update(_fid(model, ds, te[0], fns, clf, opts))
-    with t("inception"):
-        m.update(_inception(model, ds, fns, opts))
-    t.seconds["total"] = round(sum(t.seconds.values()), 3)
-    return _summary(trial_dir, m, clf_state["info"], t.seconds, artifacts)
-
-
-def _fid(model, ds: data.FashionMNIST, te_mu, fns: dict, clf, opts: Options) -> dict:
-    dev = next(model.parameters()).device
-    n = min(opts.fid_samples, len(ds.test_x))
-    dec = lambda z: latent.decode(model, z.to(dev), opts.batch).cpu()
-    floor = torch.randperm(len(ds.train_x), generator=torch.Generator().manual_seed(0))[:n]
-    generated = {k: dec(fn(n, opts.sample_seed + 1)) for k, fn in fns.items()}
-    return evaluate.sample_quality(clf, ds.test_x, ds.test_y, ds.train_x[floor], dec(te_mu),
-                                   generated)
-
-
-def _inception(model, ds: data.FashionMNIST, fns: dict, opts: Options) -> dict:
-    if not opts.inception:
-        return {"inception_fid": None, "inception_fid_note": "skipped: [postprocess] inception = false"}
-    if evaluate.inception_weights() is None:  # checked first: no decoding when it is skipped
-        return evaluate.inception_fid(ds.test_x, torch.empty(0))
-    n = min(opts.fid_samples, len(ds.test_x))
-    z = fns["prior"](n, opts.sample_seed + 1)
-    return evaluate.inception_fid(ds.test_x[:n], latent.decode(model, z, opts.batch).cpu())
-
-
-def _summary(trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, artifacts: dict) -> dict:
-    status = runs.read_json(trial_dir / "status.json", {}) or {}
-    history = runs.read_jsonl(trial_dir / "metrics.jsonl")
-    return {
-        "trial": trial_dir.name,
-        "params": runs.read_json(trial_dir / "params.json", {}) or {},
-        "config": json.loads((trial_dir / "config.json").read_text()),
-        "train": {"epochs": status.get("epochs"), "seconds": status.get("seconds"),
-                  "images_per_s": history[-1].get("images_per_s") if history else None},
-        "metrics": metrics,
-        "classifier": {k: clf_info[k] for k in ("test_accuracy", "key")},
-        "timings": timings,
-        "artifacts": artifacts,
-    }
 
 
 # --- one trial ----------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def latent(z: torch.Tensor, y: torch.Tensor, title: str, path: Path) -> None:
 
 def trial_figures(dec: Callable[[torch.Tensor], torch.Tensor], trial_dir: Path, ds, te_mu: torch.Tensor,
                   means: torch.Tensor, sample_fns: dict, opts) -> dict[str, str]:
-    """Every picture of one trial; dec maps z to images, opts is a postprocess.Options.
+    """Every picture of one trial; dec maps z to images, opts is a pipeline.Options.
 
     Returns artifact key -> path relative to the trial folder.
     """
