@@ -69,3 +69,10 @@ def test_bad_toml_files_are_rejected_with_the_path(tmp_path):
         config.load(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="unknown named config 'sed'"):
         config.load("sed")
+
+
+def test_strings_with_quotes_and_backslashes_survive_the_toml_round_trip(tmp_path):
+    cfg = config.load("default", ['data.dir=C:\\data "fm"'])
+    path = tmp_path / "run.toml"
+    path.write_text(config.to_toml(cfg))
+    assert config.load(path).data.dir == 'C:\\data "fm"'

@@ -210,12 +210,20 @@ def to_toml(cfg: Config) -> str:
     lines = []
     for section, values in asdict(cfg).items():
         lines.append(f"[{section}]")
-        for k, v in values.items():
-            lit = ("true" if v else "false") if isinstance(v, bool) else repr(v)
-            lit = f'"{v}"' if isinstance(v, str) else lit
-            lines.append(f"{k} = {lit}")
+        lines += [f"{k} = {toml_literal(v)}" for k, v in values.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def toml_literal(v: Any) -> str:
+    """A Python bool, number, string or list as a TOML value."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_literal(x) for x in v) + "]"
+    return repr(v)
 
 
 def from_dict(d: dict[str, Any]) -> Config:

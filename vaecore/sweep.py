@@ -97,15 +97,7 @@ def _plain(value: Any) -> str:
 
 def to_toml(sweep: Sweep) -> str:
     """The resolved sweep, as written to <out>/<sweep>/sweep.toml."""
-    def lit(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(lit(x) for x in v) + "]"
-        return repr(v)
-
+    lit = config.toml_literal
     lines = [f"name = {lit(sweep.name)}", f"base = {lit(sweep.base)}",
              f"description = {lit(sweep.description)}", "", "[set]"]
     lines += [f'"{k}" = {lit(v)}' for k, v in sweep.overrides.items()]
