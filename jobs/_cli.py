@@ -9,7 +9,7 @@ from collections.abc import Callable
 from vaecore.config import ConfigError
 from vaecore.data import DataError
 
-EXPECTED = (ConfigError, DataError, FileNotFoundError)
+EXPECTED = (ConfigError, DataError, FileNotFoundError, ConnectionError)
 
 
 def run(main: Callable[[], int]) -> None:

@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = args.out / sweep.name
     if args.max_failures < 0:
         raise ConfigError("--max-failures must be >= 0")
+    check_reachable(args.address)
     for cfg_data in {t.config.data for t in trials}:  # verify once here, not in every worker
         ds = data.load(cfg_data.dir, cfg_data.download)
         print(f"data: verified {ds.source}")
@@ -184,6 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         if completed and not args.no_postprocess:
             jobs.postprocess.run(sweep_dir)
     return 0 if completed else 1
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: ray.init would retry it for minutes."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({e}); start one with `ray start --head`, "
+            f"check the address, or leave out --address to run on a local Ray") from None
 
 
 @contextlib.contextmanager

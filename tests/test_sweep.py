@@ -85,3 +85,17 @@ def test_sweep_cli_reports_a_bad_override_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "error: unknown config key 'train.epoch'; did you mean 'train.epochs'?\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", TINY, "--out",
+                           str(tmp_path), "--address", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
+    assert proc.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
