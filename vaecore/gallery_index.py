@@ -60,9 +60,11 @@ def _cell(sweep: dict, want: dict, kind: str) -> dict:
         return {"href": "", "name": "", "img": None, "note": "no run"}
     run = match[0]
     rel = run["artifacts"].get(kind)
-    note = "" if rel else run_note(run) or "no picture"
-    if not rel and kind == "samples_prior" and run["frames"]:
-        rel, note = run["frames"][-1], f"epoch {len(run['frames'])} samples (not post-processed)"
+    if kind == "samples_prior" and run["frames"]:
+        # The last epoch's bare 8 x 8 grid (the same prior vectors in every run of one latent
+        # size) stays readable as a thumbnail; the titled 10 x 10 figure does not.
+        rel = run["frames"][-1]
+    note = run_note(run) or ("" if rel else "no picture")
     img = image(run, rel, "", f"{TITLES[kind]} of {run['name']}", width=160) if rel else None
     return {"href": "runs/" + quote(run["page"]), "name": run["name"], "img": img, "note": note}
 
