@@ -99,3 +99,16 @@ def test_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
     assert proc.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_trials_that_cannot_fit_the_cluster_are_refused_and_concurrency_fills_it():
+    from vaecore import distributed
+
+    seed = sweep.trials(sweep.load("jobs/configs/seed.toml"))[0].config  # 2 CPUs + 0.25 GPU
+    with pytest.raises(ConfigError, match="needs 0.25 GPUs .* the Ray cluster has 0"):
+        distributed.check_fits({"CPU": 16.0}, seed)
+    distributed.check_fits({"CPU": 16.0, "GPU": 1.0}, seed)
+    assert distributed.max_concurrent({"CPU": 16.0, "GPU": 1.0}, seed) == 4  # GPU-bound
+    assert distributed.max_concurrent({"CPU": 4.0, "GPU": 1.0}, seed) == 2  # CPU-bound
+    tiny = sweep.trials(sweep.load(TINY))[0].config  # 1 CPU, no GPU
+    assert distributed.max_concurrent({"CPU": 2.0}, tiny) == 2

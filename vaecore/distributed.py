@@ -24,7 +24,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaecore import data, runs, train
-from vaecore.config import from_dict
+from vaecore.config import ConfigError, from_dict
 from vaecore.sweep import Trial
 
 FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it missing crashes once
@@ -181,6 +181,18 @@ def _first_line(e: BaseException) -> str:
 # --- the driver ---------------------------------------------------------------------------------
 
 
+def check_fits(resources: dict[str, float], cfg) -> None:
+    """Refuse a trial that asks for more than the whole cluster has: Ray would wait forever."""
+    r = cfg.resources
+    need = {"CPU": r.workers * r.cpus_per_worker, "GPU": r.workers * r.gpus_per_worker}
+    for kind, amount in need.items():
+        if amount > resources.get(kind, 0):
+            raise ConfigError(
+                f"a trial needs {amount:g} {kind}s (resources.workers x {kind.lower()}s_per_worker) "
+                f"but the Ray cluster has {resources.get(kind, 0):g}; lower them with --set, e.g. "
+                f"--set resources.{kind.lower()}s_per_worker=0, or run on a bigger cluster")
+
+
 def max_concurrent(resources: dict[str, float], cfg) -> int:
     """How many trials fit at once, so no trial's workers wait forever for CPUs or GPUs."""
     r = cfg.resources
@@ -200,7 +212,10 @@ def run_trials(todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str,
     specs = [{"name": t.name, "config": asdict(t.config), "ray_dir": str(ray_dir),
               "trial_dir": str(sweep_dir.resolve() / "trials" / t.name),
               "max_failures": max_failures} for t in todo]
-    limit = min(max_concurrent(ray.cluster_resources(), t.config) for t in todo)
+    cluster = ray.cluster_resources()
+    for t in todo:
+        check_fits(cluster, t.config)
+    limit = min(max_concurrent(cluster, t.config) for t in todo)
     tuner = tune.Tuner(
         tune.with_resources(run_trial, {"CPU": 0, "memory": 1}),
         param_space={"trial": tune.grid_search(specs)},
