@@ -121,6 +121,11 @@ def coerce(key: str, value: Any) -> Any:
     tp = known_keys().get(key)
     if tp is None:
         raise _unknown(key)
+    return convert(key, value, tp)
+
+
+def convert(key: str, value: Any, tp: type) -> Any:
+    """`value` as type `tp` (strings parsed, ints widened to floats), or a ConfigError naming key."""
     if isinstance(tp, types.UnionType):
         tp = next(t for t in typing.get_args(tp) if t is not type(None))
     if isinstance(value, str) and tp is not str:

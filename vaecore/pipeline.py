@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vaecore import classifier, data, evaluate, latent, render, runs, train
-from vaecore.config import ConfigError
+from vaecore.config import ConfigError, convert
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,7 @@ def options_from(table: dict) -> Options:
         if key not in hints:
             raise ConfigError(f"unknown [postprocess] key '{key}'; known keys: {', '.join(hints)}")
         tp = hints[key]
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not tp:
-            raise ConfigError(f"[postprocess] {key} must be a {tp.__name__}, got {value!r}")
+        value = convert(f"[postprocess] {key}", value, tp)
         if tp in (int, float) and value <= 0:
             raise ConfigError(f"[postprocess] {key} must be > 0, got {value}")
         out[key] = value
