@@ -65,8 +65,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         ray.train.report({"diverged": 1.0, "epoch": s.epoch})
         return
     if rank == 0:
-        runs.torch_save({"model": train.unwrap(s.model).state_dict(), "config": asdict(cfg)},
-                        trial_dir / "model.pt")
+        train.save_model(s, cfg, trial_dir)
         runs.write_json(trial_dir / "worker_clock.json", {**clock, "done": time.time()})
 
 
@@ -79,8 +78,7 @@ def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device
         torch.save(train.state_dict(s, cfg), Path(d) / "checkpoint.pt")
         ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
     # After the checkpoint is stored: an epoch in metrics.jsonl is never lost by a crash.
-    runs.write_jsonl(trial_dir / "metrics.jsonl", s.history)
-    train.save_epoch_samples(s.model, s.epoch, trial_dir, device)
+    train.write_epoch_files(s, trial_dir, device)
 
 
 def _log_event(trial_dir: Path, event: str, epoch: int) -> None:

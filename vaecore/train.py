@@ -248,6 +248,18 @@ def png_bytes(image: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def write_epoch_files(s: Session, run_dir: Path, device="cpu") -> None:
+    """After the epoch's checkpoint is stored: metrics.jsonl (all epochs) and its sample grid."""
+    runs.write_jsonl(Path(run_dir) / "metrics.jsonl", s.history)
+    save_epoch_samples(s.model, s.epoch, run_dir, device)
+
+
+def save_model(s: Session, cfg: Config, run_dir: Path) -> None:
+    """The final weights and config, run_dir/model.pt: what post-processing loads."""
+    runs.torch_save({"model": unwrap(s.model).state_dict(), "config": asdict(cfg)},
+                    Path(run_dir) / "model.pt")
+
+
 # --- the plain, single-process loop -------------------------------------------------------------
 
 
@@ -271,12 +283,10 @@ def fit(cfg: Config, data: FashionMNIST, run_dir: Path, device: torch.device | s
         while s.epoch < cfg.train.epochs:
             row = run_epoch(s, data, cfg, device)
             runs.torch_save(state_dict(s, cfg), ckpt)
-            runs.write_jsonl(run_dir / "metrics.jsonl", s.history)
-            save_epoch_samples(s.model, s.epoch, run_dir, device)
+            write_epoch_files(s, run_dir, device)
             if on_epoch:
                 on_epoch(row)
-        runs.torch_save({"model": s.model.state_dict(), "config": asdict(cfg)},
-                        run_dir / "model.pt")
+        save_model(s, cfg, run_dir)
     except Diverged as e:
         status = {"status": "failed", "reason": str(e)}
     status["epochs"] = s.epoch
