@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from vaecore import config, data, postprocess, runs, train
+from vaecore import config, data, runs, train
+from vaecore.post import sweep as post_sweep
 
 
 def make_trial(sweep: Path, ds: data.FashionMNIST, z: int) -> None:
@@ -37,17 +38,19 @@ def main() -> None:
     for z in (int(v) for v in args.latents.split(",")):
         make_trial(sweep, ds, z)
     start = time.perf_counter()
-    postprocess.reference_classifier()  # cached, or the one-time training (timed separately)
+    post_sweep.reference_classifier()  # cached, or the one-time training (timed separately)
     print(f"classifier ready in {time.perf_counter() - start:.1f} s")
-    results = postprocess.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    results = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
     rows = {n: json.loads((sweep / "trials" / n / "summary.json").read_text()) for n in results}
     steps = list(next(iter(rows.values()))["timings"])
     print(f"\n| trial | {' | '.join(steps)} |\n|---|{'---|' * len(steps)}")
     for name, s in rows.items():
         print(f"| {name} | " + " | ".join(f"{s['timings'][k]:.1f}" for k in steps) + " |")
     sizes = [f.stat().st_size for f in sweep.glob("trials/*/artifacts/*.png")]
-    print(f"\nPNG sizes: max {max(sizes) / 1e3:.0f} KB, total per trial "
-          f"{sum(sizes) / len(rows) / 1e3:.0f} KB; sweep at {sweep}")
+    print(
+        f"\nPNG sizes: max {max(sizes) / 1e3:.0f} KB, total per trial "
+        f"{sum(sizes) / len(rows) / 1e3:.0f} KB; sweep at {sweep}"
+    )
 
 
 if __name__ == "__main__":

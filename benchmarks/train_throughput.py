@@ -61,10 +61,15 @@ def ray_trial(args, epochs: int) -> dict:
             f'name = "bench"\nbase = "default"\n[set]\n"model.arch" = "{args.arch}"\n'
             f'"train.epochs" = {epochs}\n"data.train_per_class" = {args.per_class}\n'
             f'"data.test_per_class" = 100\n"resources.cpus_per_worker" = 2\n[grid]\n'
-            f'"train.seed" = [0]\n')
+            f'"train.seed" = [0]\n'
+        )
         start = time.time()
-        proc = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", str(sweep), "--out",
-                               tmp, "--no-postprocess"], cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobs.sweep", "--config", str(sweep), "--out", tmp, "--no-postprocess"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         wall = time.time() - start
         if proc.returncode:
             sys.exit(proc.stdout + proc.stderr)
@@ -73,9 +78,13 @@ def ray_trial(args, epochs: int) -> dict:
         status = runs.read_json(trial / "status.json")
         manifest = runs.read_json(Path(tmp) / "bench" / "manifest.json")
     busy = sum(r["train_seconds"] + r["eval_seconds"] for r in rows)
-    return {"images_per_s": rows[-1]["images_per_s"], "job_wall_s": wall,
-            "ray_init_s": manifest["timings"]["ray_init_s"],
-            "trial_s": status["seconds"], "trial_overhead_s": status["seconds"] - busy}
+    return {
+        "images_per_s": rows[-1]["images_per_s"],
+        "job_wall_s": wall,
+        "ray_init_s": manifest["timings"]["ray_init_s"],
+        "trial_s": status["seconds"],
+        "trial_overhead_s": status["seconds"] - busy,
+    }
 
 
 def main() -> None:
@@ -84,20 +93,26 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--arch", default="compact", choices=["compact", "seed"])
     args = p.parse_args()
-    cfg = config.load("default", [f"model.arch={args.arch}", "train.batch_size=128",
-                                  "train.threads=2"])
+    cfg = config.load("default", [f"model.arch={args.arch}", "train.batch_size=128", "train.threads=2"])
     torch.set_num_threads(2)
     ds = data.subset(data.load(), args.per_class, 100)
     plain = plain_loop(cfg, ds, args.epochs)
     ours = vaecore_loop(cfg, ds, args.epochs)
     ray = ray_trial(args, args.epochs)
-    result = {"arch": args.arch, "images": len(ds.train_x), "threads": 2, "batch": 128,
-              "plain_images_per_s": round(plain), "vaecore_images_per_s": round(ours),
-              "ray_images_per_s": round(ray["images_per_s"]),
-              "vaecore_vs_plain": round(ours / plain, 3),
-              "ray_vs_plain": round(ray["images_per_s"] / plain, 3),
-              **{k: round(v, 2) for k, v in ray.items() if k != "images_per_s"},
-              "torch": torch.__version__, "cpu_count": torch.get_num_threads()}
+    result = {
+        "arch": args.arch,
+        "images": len(ds.train_x),
+        "threads": 2,
+        "batch": 128,
+        "plain_images_per_s": round(plain),
+        "vaecore_images_per_s": round(ours),
+        "ray_images_per_s": round(ray["images_per_s"]),
+        "vaecore_vs_plain": round(ours / plain, 3),
+        "ray_vs_plain": round(ray["images_per_s"] / plain, 3),
+        **{k: round(v, 2) for k, v in ray.items() if k != "images_per_s"},
+        "torch": torch.__version__,
+        "cpu_count": torch.get_num_threads(),
+    }
     print(json.dumps(result, indent=2))
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from jobs import _cli
-from vaecore import gallery
+from vaecore.gallery import site
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,10 +21,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def publish(sweep_dir: Path) -> Path:
     """Build the gallery and print where it is and how to view it."""
     start = time.perf_counter()
-    index = gallery.build(sweep_dir).resolve()
+    index = site.build(sweep_dir).resolve()
     print(f"gallery: {index} (built in {time.perf_counter() - start:.1f} s)")
-    print(f"view it: open file://{index} in a browser, or run "
-          f"`python -m http.server -d {sweep_dir} 8000` and open http://127.0.0.1:8000/gallery/")
+    print(
+        f"view it: open file://{index} in a browser, or run "
+        f"`python -m http.server -d {sweep_dir} 8000` and open http://127.0.0.1:8000/gallery/"
+    )
     return index
 
 

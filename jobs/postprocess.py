@@ -8,16 +8,22 @@ from pathlib import Path
 
 from jobs import _cli
 from jobs.gallery import publish
-from vaecore import postprocess
+from vaecore.post import sweep as post_sweep
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vae-postprocess", description=__doc__)
     p.add_argument("sweep_dir", type=Path, help="the sweep folder, <out>/<sweep>, holding trials/")
-    p.add_argument("--force", action="store_true",
-                   help="redo trials that are already post-processed with the same inputs")
-    p.add_argument("--address", default=None,
-                   help="connect to this Ray cluster (e.g. auto) and run one Ray task per trial")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="redo trials that are already post-processed with the same inputs",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="connect to this Ray cluster (e.g. auto) and run one Ray task per trial",
+    )
     p.add_argument("--no-gallery", action="store_true", help="do not rebuild the gallery afterwards")
     return p.parse_args(argv)
 
@@ -29,11 +35,13 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{name:<{width}}  {row['status']:<8} {row['seconds']:8.1f}  {row['reason']}")
 
 
-def run(sweep_dir: Path, force: bool = False, use_ray: bool | None = None,
-        build_gallery: bool = True) -> dict[str, dict]:
+def run(
+    sweep_dir: Path, force: bool = False, use_ray: bool | None = None, build_gallery: bool = True
+) -> dict[str, dict]:
     """Post-process every trial, print the table, then (re)build the gallery."""
-    results = postprocess.process_sweep(sweep_dir, force=force,
-                                        progress=lambda s: print(s, flush=True), use_ray=use_ray)
+    results = post_sweep.process_sweep(
+        sweep_dir, force=force, progress=lambda s: print(s, flush=True), use_ray=use_ray
+    )
     print_table(results)
     if build_gallery:
         publish(sweep_dir)

@@ -11,12 +11,25 @@ from vaecore import config, data, train
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vae-train", description=__doc__)
-    p.add_argument("--config", default="default",
-                   help="a named config (default, seed) or a run TOML file (default: default)")
-    p.add_argument("--out", type=Path, default=Path("runs/single"),
-                   help="run folder; an existing one is resumed (default: runs/single)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument(
+        "--config",
+        default="default",
+        help="a named config (default, seed) or a run TOML file (default: default)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/single"),
+        help="run folder; an existing one is resumed (default: runs/single)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=2 (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -25,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load(args.config, args.overrides)
     ds = data.load_for(cfg.data)
     print(f"data: {ds.source} ({len(ds.train_x)} train / {len(ds.test_x)} test images)")
-    print(f"training {cfg.model.arch} z={cfg.model.latent_dim} for {cfg.train.epochs} epochs "
-          f"-> {args.out}")
+    print(f"training {cfg.model.arch} z={cfg.model.latent_dim} for {cfg.train.epochs} epochs -> {args.out}")
 
     def progress(row: dict) -> None:
-        print(f"epoch {row['epoch']:3d}  loss {row['loss']:9.2f}  test ELBO {row['test_elbo']:9.2f}"
-              f"  lr {row['lr']:.1e}  {row['images_per_s']:6.0f} img/s", flush=True)
+        print(
+            f"epoch {row['epoch']:3d}  loss {row['loss']:9.2f}  test ELBO {row['test_elbo']:9.2f}"
+            f"  lr {row['lr']:.1e}  {row['images_per_s']:6.0f} img/s",
+            flush=True,
+        )
 
     status = train.fit(cfg, ds, args.out, on_epoch=progress)
     if status["status"] != "completed":

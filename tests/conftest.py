@@ -21,8 +21,7 @@ def small(fmnist) -> data.FashionMNIST:
 
 @pytest.fixture
 def tiny_cfg() -> config.Config:
-    return config.load("default", ["train.epochs=2", "train.batch_size=64",
-                                   "resources.cpus_per_worker=2"])
+    return config.load("default", ["train.epochs=2", "train.batch_size=64", "resources.cpus_per_worker=2"])
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 def job(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m <args>` from the repo root; output captured as text."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=full_env, text=True, capture_output=True, timeout=timeout
+    )
 
 
 def ray_pids() -> set[int]:

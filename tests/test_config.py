@@ -28,8 +28,15 @@ def test_toml_base_and_tables_are_applied(tmp_path):
 
 
 def test_overrides_keep_the_defaults_type():
-    cfg = config.load("default", ["train.epochs=1e1", "loss.recon_multiplier=500",
-                                  "data.download=yes", "resources.gpus_per_worker=0.25"])
+    cfg = config.load(
+        "default",
+        [
+            "train.epochs=1e1",
+            "loss.recon_multiplier=500",
+            "data.download=yes",
+            "resources.gpus_per_worker=0.25",
+        ],
+    )
     assert cfg.train.epochs == 10 and isinstance(cfg.train.epochs, int)
     assert cfg.loss.recon_multiplier == 500.0 and isinstance(cfg.loss.recon_multiplier, float)
     assert cfg.data.download is True and cfg.resources.gpus_per_worker == 0.25
@@ -40,17 +47,20 @@ def test_dict_round_trip_crosses_the_ray_boundary():
     assert config.from_dict(asdict(cfg)) == cfg
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epoch=3", "did you mean 'train.epochs'"),
-    ("model.arch=resnet", "choose one of ('compact', 'seed')"),
-    ("train.scheduler=linear", "choose one of ('plateau', 'cosine', 'step', 'none')"),
-    ("train.epochs=2.5", "train.epochs must be a int"),
-    ("train.epochs=0", "train.epochs must be > 0"),
-    ("data.download=maybe", "data.download must be true or false"),
-    ("train.lr_factor=2", "train.lr_factor must be between 0 and 1"),
-    ("latent_dim", "must look like key=value"),
-    ("loss.kl_multiplier=-1", "loss.kl_multiplier must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "did you mean 'train.epochs'"),
+        ("model.arch=resnet", "choose one of ('compact', 'seed')"),
+        ("train.scheduler=linear", "choose one of ('plateau', 'cosine', 'step', 'none')"),
+        ("train.epochs=2.5", "train.epochs must be a int"),
+        ("train.epochs=0", "train.epochs must be > 0"),
+        ("data.download=maybe", "data.download must be true or false"),
+        ("train.lr_factor=2", "train.lr_factor must be between 0 and 1"),
+        ("latent_dim", "must look like key=value"),
+        ("loss.kl_multiplier=-1", "loss.kl_multiplier must be >= 0"),
+    ],
+)
 def test_bad_overrides_name_the_key_and_the_fix(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config.load("default", [override])

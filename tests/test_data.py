@@ -76,14 +76,17 @@ def test_a_changed_file_is_verified_again_and_its_bad_hash_reported(copied):
         data.load(str(copied))
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(10000))[:-7], "truncated"),
-    ("t10k-labels-idx1-ubyte", b"\x12\x34" + idx_bytes(np.zeros(10000))[2:], "bad magic"),
-    ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(10000), 0x0D), "dtype 0x0d"),
-    ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((10000, 28, 27))), r"shape \(10000, 28, 27\)"),
-    ("t10k-labels-idx1-ubyte", idx_bytes(np.full(10000, 12)), "label 12 outside 0..9"),
-    ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(10000)), "SHA-256 mismatch"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(10000))[:-7], "truncated"),
+        ("t10k-labels-idx1-ubyte", b"\x12\x34" + idx_bytes(np.zeros(10000))[2:], "bad magic"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(10000), 0x0D), "dtype 0x0d"),
+        ("t10k-images-idx3-ubyte", idx_bytes(np.zeros((10000, 28, 27))), r"shape \(10000, 28, 27\)"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.full(10000, 12)), "label 12 outside 0..9"),
+        ("t10k-labels-idx1-ubyte", idx_bytes(np.zeros(10000)), "SHA-256 mismatch"),
+    ],
+)
 def test_corrupt_files_give_one_clear_error_naming_the_file(copied, name, content, message):
     (copied / f"{name}.gz").unlink()
     (copied / name).write_bytes(content)
@@ -105,8 +108,18 @@ def test_missing_data_lists_the_three_ways_to_provide_it(tmp_path, monkeypatch):
 
 def test_the_cli_prints_one_line_and_exits_2_on_missing_data(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.train", "--out", str(tmp_path / "run"),
-         "--set", f"data.dir={tmp_path / 'nowhere'}"], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            f"data.dir={tmp_path / 'nowhere'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: data.dir") and proc.stderr.count("\n") == 1
     assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from jobs import gallery as gallery_cli
-from vaecore import gallery, gallery_pages
+from vaecore.gallery import pages, site
 
 import gallery_fixtures
 from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
@@ -43,10 +43,10 @@ class Tags(HTMLParser):
 
 
 def plain_run(name: str, **extra) -> dict:
-    """A run as gallery.load_run returns it, without any files behind it."""
+    """A run as site.load_run returns it, without any files behind it."""
     return {
         "name": name,
-        "page": gallery.page_name(name) + ".html",
+        "page": site.page_name(name) + ".html",
         "state": "completed",
         "post_processed": False,
         "reason": "",
@@ -74,7 +74,7 @@ def test_hostile_run_name_and_config_value_render_as_text(tmp_path):
         plain_run(evil, config={"train": {"note": evil}}, reason=evil, state="failed"),
         plain_run("ok", params={"model.latent_dim": 3}),
     ]
-    gallery.write_site(plain_sweep(runs), tmp_path)
+    site.write_site(plain_sweep(runs), tmp_path)
     pages = [tmp_path / "index.html", tmp_path / "compare.html", *(tmp_path / "runs").glob("*.html")]
     assert len(pages) == 4
     for page in pages:
@@ -86,14 +86,14 @@ def test_hostile_run_name_and_config_value_render_as_text(tmp_path):
 
 
 def test_page_names_are_safe_and_distinct():
-    assert gallery.page_name("z3-r5000-s0") == "z3-r5000-s0"
-    odd = [gallery.page_name(n) for n in ("a b", "a_b", "a/b", "..", "<x>", "")]
+    assert site.page_name("z3-r5000-s0") == "z3-r5000-s0"
+    odd = [site.page_name(n) for n in ("a b", "a_b", "a/b", "..", "<x>", "")]
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", n) for n in odd)
     assert len(set(odd)) == len(odd)
 
 
 def test_index_lists_every_run_with_failure_reasons_and_dashes(sweep):
-    index = gallery.build(sweep)
+    index = site.build(sweep)
     html = index.read_text()
     rows = re.findall(r'<tr class="state-(\w+)">\s*<th scope="row" data-sort="([^"]*)">', html)
     names = sorted(p.name for p in (sweep / "trials").iterdir())
@@ -106,7 +106,7 @@ def test_index_lists_every_run_with_failure_reasons_and_dashes(sweep):
 
 
 def test_best_value_per_metric_is_highlighted(sweep):
-    html = gallery.build(sweep).read_text()
+    html = site.build(sweep).read_text()
     best = re.findall(r'<td class="num best" data-sort="([^"]*)">', html)
     assert "-27.5" in best  # the highest test ELBO (z2-r1000)
     assert "10" in best  # the lowest FID of aggregate-posterior samples
@@ -114,14 +114,14 @@ def test_best_value_per_metric_is_highlighted(sweep):
 
 
 def test_sample_matrix_axes_come_from_the_grid(sweep):
-    html = gallery.build(sweep).read_text()
+    html = site.build(sweep).read_text()
     assert "latent dim × recon multiplier" in html
     assert html.count("<caption>seed = 0</caption>") == 2  # samples and reconstructions
     assert html.count("<caption>seed = 1</caption>") == 2
 
 
 def test_every_image_has_alt_and_size_and_every_link_exists(sweep):
-    gallery.build(sweep)
+    site.build(sweep)
     pages = list((sweep / "gallery").rglob("*.html"))
     assert len(pages) == 12 + 2
     for page in pages:
@@ -140,7 +140,7 @@ def test_every_image_has_alt_and_size_and_every_link_exists(sweep):
 
 
 def test_run_page_shows_artifacts_downloads_and_neighbours(sweep):
-    gallery.build(sweep)
+    site.build(sweep)
     html = (sweep / "gallery" / "runs" / "z3-r5000-s0.html").read_text()
     for text in (
         "Prior vs aggregate-posterior samples",
@@ -165,36 +165,36 @@ def test_build_survives_a_sweep_with_no_results(tmp_path):
     sdir = tmp_path / "empty"
     (sdir / "trials" / "z2-r5-s0").mkdir(parents=True)
     (sdir / "manifest.json").write_text("{not json")
-    html = gallery.build(sdir).read_text()
+    html = site.build(sdir).read_text()
     assert "z2-r5-s0" in html and "pending" in html
     assert (sdir / "gallery" / "compare.html").is_file()
 
 
 def test_an_interrupted_build_leaves_the_old_gallery_intact(sweep, monkeypatch):
-    index = gallery.build(sweep)
+    index = site.build(sweep)
     before = index.read_bytes()
     (sweep / "trials" / FAILED / "status.json").write_text('{"status": "failed", "reason": "changed"}')
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed half-way")
 
-    monkeypatch.setattr(gallery_pages, "compare_data", boom)  # runs after index and run pages are written
+    monkeypatch.setattr(pages, "compare_data", boom)  # runs after index and run pages are written
     with pytest.raises(RuntimeError):
-        gallery.build(sweep)
+        site.build(sweep)
     assert index.read_bytes() == before
     assert not list(sweep.glob(".gallery*"))
 
 
 def test_a_rebuild_without_changes_changes_nothing(sweep):
-    gallery.build(sweep)
-    site = sweep / "gallery"
-    snap = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in site.rglob("*") if p.is_file()}
-    inode = site.stat().st_ino
-    gallery.build(sweep)
-    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in site.rglob("*") if p.is_file()} == snap
-    assert site.stat().st_ino == inode
+    site.build(sweep)
+    out = sweep / "gallery"
+    snap = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    inode = out.stat().st_ino
+    site.build(sweep)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == snap
+    assert out.stat().st_ino == inode
     (sweep / "trials" / FAILED / "status.json").write_text('{"status": "failed", "reason": "out of memory"}')
-    assert "out of memory" in gallery.build(sweep).read_text()
+    assert "out of memory" in site.build(sweep).read_text()
 
 
 def test_cli_builds_and_rejects_a_folder_that_is_not_a_sweep(sweep, tmp_path, capsys):

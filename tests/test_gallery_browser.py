@@ -14,7 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from vaecore import gallery
+from vaecore.gallery import site as gallery_site
 
 import gallery_fixtures
 
@@ -27,7 +27,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def site(gallery_sweep) -> Path:
-    gallery.build(gallery_sweep)
+    gallery_site.build(gallery_sweep)
     return gallery_sweep
 
 

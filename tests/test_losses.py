@@ -9,8 +9,12 @@ def test_kl_matches_the_closed_form_on_hand_made_numbers():
     mu = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
     log_var = torch.tensor([[0.0, math.log(4.0)], [math.log(0.25), 0.0]])
     # 0.5 * (mu^2 + var - 1 - log var), by hand:
-    want = torch.tensor([[0.0, 0.5 * (1 + 4 - 1 - math.log(4))],
-                         [0.5 * (4 + 0.25 - 1 - math.log(0.25)), 0.5 * (1 + 1 - 1 - 0)]])
+    want = torch.tensor(
+        [
+            [0.0, 0.5 * (1 + 4 - 1 - math.log(4))],
+            [0.5 * (4 + 0.25 - 1 - math.log(0.25)), 0.5 * (1 + 1 - 1 - 0)],
+        ]
+    )
     assert torch.allclose(losses.kl_per_dim(mu, log_var), want)
     assert losses.kl_per_dim(torch.zeros(3, 5), torch.zeros(3, 5)).abs().max() == 0
 

@@ -10,26 +10,63 @@ import pytest
 from PIL import Image
 
 from jobs import postprocess as cli
-from vaecore import config, data, postprocess, runs, train
+from vaecore import config, data, runs, train
 from vaecore.config import ConfigError
+from vaecore.post import sweep as post_sweep
 
-ARTIFACTS = {"recon", "samples_prior", "samples_aggregate", "latent", "prototypes", "morph_additive",
-             "morph_interp", "morph_matrix", "traversals", "curves"}
-METRICS = {"test_elbo", "test_iwae", "iwae_k", "iwae_images", "test_mse", "test_kl", "kl_per_dim",
-           "active_units", "agg_mean", "agg_std", "fid_prior", "fid_aggregate", "fid_recon",
-           "fid_floor", "recon_accuracy", "coverage_prior", "coverage_aggregate", "inception_fid",
-           "inception_fid_note"}
+ARTIFACTS = {
+    "recon",
+    "samples_prior",
+    "samples_aggregate",
+    "latent",
+    "prototypes",
+    "morph_additive",
+    "morph_interp",
+    "morph_matrix",
+    "traversals",
+    "curves",
+}
+METRICS = {
+    "test_elbo",
+    "test_iwae",
+    "iwae_k",
+    "iwae_images",
+    "test_mse",
+    "test_kl",
+    "kl_per_dim",
+    "active_units",
+    "agg_mean",
+    "agg_std",
+    "fid_prior",
+    "fid_aggregate",
+    "fid_recon",
+    "fid_floor",
+    "recon_accuracy",
+    "coverage_prior",
+    "coverage_aggregate",
+    "inception_fid",
+    "inception_fid_note",
+}
 
 
 def make_sweep(root, fmnist, latents=(2, 3)):
     """A sweep folder as jobs.sweep writes it: two 1-epoch trials on 100/20 images per class."""
     sweep = root / "tiny"
-    runs.atomic_write_text(sweep / "sweep.toml", 'name = "tiny"\n\n[postprocess]\niwae_k = 16\n'
-                           'iwae_images = 50\n')
+    runs.atomic_write_text(
+        sweep / "sweep.toml", 'name = "tiny"\n\n[postprocess]\niwae_k = 16\niwae_images = 50\n'
+    )
     ds = data.subset(fmnist, 100, 20)
     for z in latents:
-        cfg = config.load("default", [f"model.latent_dim={z}", "train.epochs=1", "train.batch_size=64",
-                                      "data.train_per_class=100", "data.test_per_class=20"])
+        cfg = config.load(
+            "default",
+            [
+                f"model.latent_dim={z}",
+                "train.epochs=1",
+                "train.batch_size=64",
+                "data.train_per_class=100",
+                "data.test_per_class=20",
+            ],
+        )
         trial = sweep / "trials" / f"z{z}"
         train.fit(cfg, ds, trial)
         runs.write_json(trial / "params.json", {"model.latent_dim": z})
@@ -48,16 +85,16 @@ def sweep(pristine, tmp_path):
 
 
 def test_options_reject_unknown_keys_and_wrong_types():
-    assert postprocess.options_from({"iwae_k": 64}).iwae_k == 64
+    assert post_sweep.options_from({"iwae_k": 64}).iwae_k == 64
     with pytest.raises(ConfigError, match="unknown \\[postprocess\\] key 'iwae_kk'"):
-        postprocess.options_from({"iwae_kk": 64})
+        post_sweep.options_from({"iwae_kk": 64})
     with pytest.raises(ConfigError, match="iwae_k must be a int"):
-        postprocess.options_from({"iwae_k": "many"})
+        post_sweep.options_from({"iwae_k": "many"})
 
 
 def test_unfinished_trial_is_reported_and_skipped(sweep):
     runs.write_json(sweep / "trials" / "z3" / "status.json", {"status": "running", "reason": ""})
-    row = postprocess.process_trial(sweep / "trials" / "z3", postprocess.Options(), {"info": {"key": ""}})
+    row = post_sweep.process_trial(sweep / "trials" / "z3", post_sweep.Options(), {"info": {"key": ""}})
     assert row["status"] == "skipped" and "not completed" in row["reason"]
 
 
@@ -73,7 +110,7 @@ def test_missing_sweep_folder_is_one_line_and_exit_2(tmp_path, capsys):
 def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
     model_pt = sweep / "trials" / "z3" / "model.pt"
     model_pt.write_bytes(model_pt.read_bytes()[:5000])  # truncated, as by a full disk
-    results = postprocess.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    results = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
     assert results["z3"]["status"] == "failed" and "model.pt is unreadable" in results["z3"]["reason"]
     assert results["z2"]["status"] == "done"
 
@@ -93,6 +130,6 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
     with np.load(trial / "latents.npz") as z:
         assert z["train_mu"].shape == (1000, 2) and z["test_y"].shape == (200,)
 
-    again = postprocess.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    again = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
     assert (again["z2"]["status"], again["z2"]["reason"]) == ("skipped", "up to date")
     assert again["z3"]["status"] == "failed"

@@ -3,7 +3,6 @@ import sys
 
 import pytest
 
-from jobs import sweep as sweep_job
 from vaecore import sweep
 from vaecore.config import ConfigError
 
@@ -17,10 +16,13 @@ def write(tmp_path, text, name="s.toml"):
 
 
 def test_grid_expands_in_order_with_names_from_values(tmp_path):
-    path = write(tmp_path, 'base = "seed"\n[set]\n"train.epochs" = 2\n'
-                           '[grid]\n"model.latent_dim" = [2, 3]\n"loss.recon_multiplier" = [500, 5000.0]\n'
-                           '"train.seed" = [0]\n')
-    trials = sweep.trials(sweep.load(path))
+    path = write(
+        tmp_path,
+        'base = "seed"\n[set]\n"train.epochs" = 2\n'
+        '[grid]\n"model.latent_dim" = [2, 3]\n"loss.recon_multiplier" = [500, 5000.0]\n'
+        '"train.seed" = [0]\n',
+    )
+    trials = sweep.load(path).trials
     assert [t.name for t in trials] == ["z2-r500-s0", "z2-r5000-s0", "z3-r500-s0", "z3-r5000-s0"]
     last = trials[-1]
     assert last.params == {"model.latent_dim": 3, "loss.recon_multiplier": 5000.0, "train.seed": 0}
@@ -36,25 +38,28 @@ def test_names_cover_strings_other_keys_and_unsafe_characters():
 
 def test_cli_overrides_win_over_the_files_set_table():
     s = sweep.load(TINY, ["train.epochs=3"])
-    assert all(t.config.train.epochs == 3 for t in sweep.trials(s))
+    assert all(t.config.train.epochs == 3 for t in s.trials)
 
 
 def test_shipped_sweeps_are_valid_and_seed_holds_the_write_ups_point():
-    assert len(sweep.trials(sweep.load(TINY))) == 2
-    assert len(sweep.trials(sweep.load("jobs/configs/demo.toml"))) == 4
-    seed = sweep.trials(sweep.load("jobs/configs/seed.toml"))
+    assert len(sweep.load(TINY).trials) == 2
+    assert len(sweep.load("jobs/configs/demo.toml").trials) == 4
+    seed = sweep.load("jobs/configs/seed.toml").trials
     assert len(seed) == 16 and "z3-r5000" in [t.name for t in seed]
     point = next(t for t in seed if t.name == "z3-r5000")
     assert point.config.model.arch == "seed" and point.config.loss.kl_multiplier == 1.0
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[grid]\n"model.latent_dimm" = [2]\n', "did you mean 'model.latent_dim'"),
-    ('[grid]\n"model.latent_dim" = []\n', "has no values"),
-    ('[grid]\n"model.latent_dim" = [0]\n', "model.latent_dim must be > 0"),
-    ('grids = 1\n', "unknown sweep key"),
-    ('[grid]\n"data.dir" = ["a b", "a_b"]\n', "duplicate trial names"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[grid]\n"model.latent_dimm" = [2]\n', "did you mean 'model.latent_dim'"),
+        ('[grid]\n"model.latent_dim" = []\n', "has no values"),
+        ('[grid]\n"model.latent_dim" = [0]\n', "model.latent_dim must be > 0"),
+        ("grids = 1\n", "unknown sweep key"),
+        ('[grid]\n"data.dir" = ["a b", "a_b"]\n', "duplicate trial names"),
+    ],
+)
 def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         sweep.load(write(tmp_path, text))
@@ -63,25 +68,38 @@ def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, messa
 def test_resolved_sweep_round_trips_through_toml(tmp_path):
     s = sweep.load(TINY, ["train.lr=0.002"])
     again = sweep.load(write(tmp_path, sweep.to_toml(s)))
-    assert sweep.trials(again) == sweep.trials(s)
+    assert again.trials == s.trials
 
 
 def test_a_different_sweep_is_refused_in_an_existing_folder_and_fresh_moves_it_aside(tmp_path):
     s = sweep.load(TINY)
     folder = tmp_path / "tiny"
-    sweep_job.prepare(s, folder, fresh=False)
+    sweep.prepare(s, folder, fresh=False)
     (folder / "keep.txt").write_text("finished work")
     other = sweep.load(TINY, ["train.epochs=5"])
     with pytest.raises(ConfigError, match="holds a different sweep"):
-        sweep_job.prepare(other, folder, fresh=False)
-    sweep_job.prepare(other, folder, fresh=True)
+        sweep.prepare(other, folder, fresh=False)
+    sweep.prepare(other, folder, fresh=True)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("tiny.old-")]
     assert len(aside) == 1 and (aside[0] / "keep.txt").read_text() == "finished work"
 
 
 def test_sweep_cli_reports_a_bad_override_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", TINY, "--out",
-                           str(tmp_path), "--set", "train.epoch=1"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.sweep",
+            "--config",
+            TINY,
+            "--out",
+            str(tmp_path),
+            "--set",
+            "train.epoch=1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr == "error: unknown config key 'train.epoch'; did you mean 'train.epochs'?\n"
     assert list(tmp_path.iterdir()) == []
@@ -93,9 +111,22 @@ def test_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_path):
     with socket.socket() as s:  # a port that was just free: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, "-m", "jobs.sweep", "--config", TINY, "--out",
-                           str(tmp_path), "--address", f"127.0.0.1:{port}"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.sweep",
+            "--config",
+            TINY,
+            "--out",
+            str(tmp_path),
+            "--address",
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
     assert proc.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
@@ -104,11 +135,11 @@ def test_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_path):
 def test_trials_that_cannot_fit_the_cluster_are_refused_and_concurrency_fills_it():
     from vaecore import distributed
 
-    seed = sweep.trials(sweep.load("jobs/configs/seed.toml"))[0].config  # 2 CPUs + 0.25 GPU
+    seed = sweep.load("jobs/configs/seed.toml").trials[0].config  # 2 CPUs + 0.25 GPU
     with pytest.raises(ConfigError, match="needs 0.25 GPUs .* the Ray cluster has 0"):
         distributed.check_fits({"CPU": 16.0}, seed)
     distributed.check_fits({"CPU": 16.0, "GPU": 1.0}, seed)
     assert distributed.max_concurrent({"CPU": 16.0, "GPU": 1.0}, seed) == 4  # GPU-bound
     assert distributed.max_concurrent({"CPU": 4.0, "GPU": 1.0}, seed) == 2  # CPU-bound
-    tiny = sweep.trials(sweep.load(TINY))[0].config  # 1 CPU, no GPU
+    tiny = sweep.load(TINY).trials[0].config  # 1 CPU, no GPU
     assert distributed.max_concurrent({"CPU": 2.0}, tiny) == 2

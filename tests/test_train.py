@@ -9,8 +9,10 @@ def test_one_epoch_on_real_images_lowers_the_test_loss(small, tiny_cfg):
     s = train.new_session(tiny_cfg)
     before = train.evaluate(s.model, small.test_x, tiny_cfg, "cpu")
     row = train.run_epoch(s, small, tiny_cfg, "cpu")
-    print(f"test loss {before['test_loss']:.1f} -> {row['test_loss']:.1f}, "
-          f"ELBO {before['test_elbo']:.1f} -> {row['test_elbo']:.1f}")
+    print(
+        f"test loss {before['test_loss']:.1f} -> {row['test_loss']:.1f}, "
+        f"ELBO {before['test_elbo']:.1f} -> {row['test_elbo']:.1f}"
+    )
     # measured here: test loss 1028 -> 217, ELBO -750 -> 61 nats (2000 train images, seed 0)
     assert row["test_loss"] < 0.5 * before["test_loss"]
     assert row["test_elbo"] > before["test_elbo"] + 100
@@ -18,8 +20,7 @@ def test_one_epoch_on_real_images_lowers_the_test_loss(small, tiny_cfg):
 
 
 def test_shards_are_disjoint_equal_and_cover_the_epoch():
-    shards = [torch.cat(train.shard_batches(103, 32, seed=0, epoch=4, rank=r, world=2))
-              for r in range(2)]
+    shards = [torch.cat(train.shard_batches(103, 32, seed=0, epoch=4, rank=r, world=2)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 51
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
     again = torch.cat(train.shard_batches(103, 32, seed=0, epoch=4, rank=0, world=2))
@@ -31,8 +32,7 @@ class Stop(Exception):
     pass
 
 
-def test_resuming_a_checkpoint_gives_the_same_next_epoch_as_an_uninterrupted_run(
-        small, tiny_cfg, tmp_path):
+def test_resuming_a_checkpoint_gives_the_same_next_epoch_as_an_uninterrupted_run(small, tiny_cfg, tmp_path):
     whole = train.fit(tiny_cfg, small, tmp_path / "whole")
     assert whole == {"status": "completed", "reason": "", "epochs": 2}
 
@@ -63,8 +63,9 @@ def test_a_finished_run_is_not_retrained(small, tiny_cfg, tmp_path):
 
 
 def test_divergence_stops_the_run_with_its_reason_recorded(small, tmp_path):
-    cfg = config.load("default", ["train.lr=1e12", "train.grad_clip=0", "train.epochs=3",
-                                  "train.batch_size=64"])
+    cfg = config.load(
+        "default", ["train.lr=1e12", "train.grad_clip=0", "train.epochs=3", "train.batch_size=64"]
+    )
     status = train.fit(cfg, small, tmp_path)
     assert status["status"] == "failed" and status["epochs"] < 3
     assert "non-finite" in status["reason"] and "lower train.lr" in status["reason"]
@@ -85,12 +86,17 @@ def test_an_injected_nan_weight_stops_training_at_the_first_step(small, tiny_cfg
 @pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
 @pytest.mark.parametrize("name", ["plateau", "cosine", "step", "none"])
 def test_each_scheduler_sets_the_learning_rate_as_documented(name):
-    cfg = config.load("default", [f"train.scheduler={name}", "train.epochs=4", "train.lr_step=1",
-                                  "train.lr_patience=0"])
+    cfg = config.load(
+        "default", [f"train.scheduler={name}", "train.epochs=4", "train.lr_step=1", "train.lr_patience=0"]
+    )
     s = train.new_session(cfg)
     for _ in range(2):
         train.step_scheduler(s, test_loss=1.0)  # no improvement after the first
     lr = s.optimizer.param_groups[0]["lr"]
-    want = {"plateau": 5e-4, "cosine": 0.5e-3 * (1 + torch.cos(torch.tensor(torch.pi / 2))),
-            "step": 2.5e-4, "none": 1e-3}[name]
+    want = {
+        "plateau": 5e-4,
+        "cosine": 0.5e-3 * (1 + torch.cos(torch.tensor(torch.pi / 2))),
+        "step": 2.5e-4,
+        "none": 1e-3,
+    }[name]
     assert lr == pytest.approx(float(want))

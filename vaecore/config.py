@@ -244,14 +244,27 @@ def validate(cfg: Config) -> None:
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key} = {flat[key]!r} is not allowed; choose one of {allowed}")
-    positive = ["model.latent_dim", "train.epochs", "train.batch_size", "train.lr",
-                "resources.workers", "loss.recon_multiplier"]
+    positive = [
+        "model.latent_dim",
+        "train.epochs",
+        "train.batch_size",
+        "train.lr",
+        "resources.workers",
+        "loss.recon_multiplier",
+    ]
     for key in positive:
         if not flat[key] > 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]}")
-    non_negative = ["loss.kl_multiplier", "train.grad_clip", "train.threads",
-                    "data.train_per_class", "data.test_per_class", "resources.cpus_per_worker",
-                    "resources.gpus_per_worker", "train.seed"]
+    non_negative = [
+        "loss.kl_multiplier",
+        "train.grad_clip",
+        "train.threads",
+        "data.train_per_class",
+        "data.test_per_class",
+        "resources.cpus_per_worker",
+        "resources.gpus_per_worker",
+        "train.seed",
+    ]
     for key in non_negative:
         if flat[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {flat[key]}")

@@ -12,24 +12,44 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vaecore import runs
+
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # name -> (SHA-256 of the decompressed IDX file, its size in bytes, expected shape)
 FILES = {
     "train-images-idx3-ubyte": (
-        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47040016,
-        (60000, 28, 28)),
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        47040016,
+        (60000, 28, 28),
+    ),
     "train-labels-idx1-ubyte": (
-        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60008, (60000,)),
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        60008,
+        (60000,),
+    ),
     "t10k-images-idx3-ubyte": (
-        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7840016,
-        (10000, 28, 28)),
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        7840016,
+        (10000, 28, 28),
+    ),
     "t10k-labels-idx1-ubyte": (
-        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10008, (10000,)),
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        10008,
+        (10000,),
+    ),
 }
 HOW_TO_PROVIDE = (
     "provide the data with --set data.dir=DIR, $FASHION_MNIST_DIR, "
@@ -48,6 +68,12 @@ class FashionMNIST:
     test_x: torch.Tensor  # (10000, 28, 28) uint8
     test_y: torch.Tensor  # (10000,) int64
     source: str  # folder the files came from
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1]; kept as uint8 until here because it is 4x
+    smaller. Float images (B, 1, 28, 28) pass through, so callers may hand in either."""
+    return x.unsqueeze(1).float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 # --- finding ------------------------------------------------------------------------------------
@@ -108,8 +134,8 @@ def read_idx(path: Path) -> tuple[np.ndarray, bytes]:
     if raw[2] != 0x08:
         raise DataError(f"{path}: IDX dtype 0x{raw[2]:02x}, expected 0x08 (uint8); {HOW_TO_PROVIDE}")
     ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    payload = raw[4 + 4 * ndim:]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    payload = raw[4 + 4 * ndim :]
     if len(payload) != int(np.prod(dims)):
         raise DataError(
             f"{path}: truncated or padded: header says {dims} = {int(np.prod(dims))} bytes, "
@@ -131,8 +157,7 @@ def check(name: str, path: Path, array: np.ndarray, raw: bytes) -> None:
 def _stamp_path(folder: Path) -> Path:
     """Where we remember a successful verification: the user cache, keyed on the folder."""
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vaecore"
-    return cache / f"verified-{key}.json"
+    return runs.cache_dir() / f"verified-{key}.json"
 
 
 def _fingerprint(folder: Path) -> dict[str, list[float]]:

@@ -1,4 +1,5 @@
-"""Ray code: the Train worker loop (DDP), the per-trial Tune function, and the sweep driver.
+"""All Ray code: the Train worker loop (DDP), the per-trial Tune function, the sweep driver, and the
+Ray session (joining a cluster or starting a local one).
 
 Ray 2.60 runs Train V2, where a Tune trial is a plain function that builds a TorchTrainer and
 waits on fit(). The Train run's name is stable per trial ("train-<trial>"), so a worker restart, a
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,8 +50,9 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     resume_dir = loop_cfg.get("resume_from") if checkpoint is None else None
     if checkpoint or resume_dir:
         with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(resume_dir) as d:
-            train.load_state(s, torch.load(Path(d) / "checkpoint.pt", map_location=device,
-                                           weights_only=False))
+            train.load_state(
+                s, torch.load(Path(d) / "checkpoint.pt", map_location=device, weights_only=False)
+            )
         if rank == 0:
             _log_event(trial_dir, "resumed", s.epoch)
     clock["ready"] = time.time()
@@ -112,11 +116,15 @@ def run_trial(tune_cfg: dict) -> None:
     per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": spec["config"], "trial_dir": str(trial_dir),
-                           "resume_from": latest_checkpoint(run_dir)},
+        train_loop_config={
+            "config": spec["config"],
+            "trial_dir": str(trial_dir),
+            "resume_from": latest_checkpoint(run_dir),
+        },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=r.workers, use_gpu=use_gpu,
-                                               resources_per_worker=per_worker),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=r.workers, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
         run_config=ray.train.RunConfig(
             name=f"train-{spec['name']}",
             storage_path=spec["ray_dir"],
@@ -147,9 +155,11 @@ def overheads(clock: dict, start: float) -> dict:
     """Seconds spent around training: Ray starting the workers, our set-up, and Ray's teardown."""
     if not {"entered", "ready", "done"} <= set(clock):
         return {}
-    return {"worker_start_s": round(clock["entered"] - start, 2),
-            "setup_s": round(clock["ready"] - clock["entered"], 2),
-            "teardown_s": round(time.time() - clock["done"], 2)}
+    return {
+        "worker_start_s": round(clock["entered"] - start, 2),
+        "setup_s": round(clock["ready"] - clock["entered"], 2),
+        "teardown_s": round(time.time() - clock["done"], 2),
+    }
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
@@ -188,7 +198,8 @@ def check_fits(resources: dict[str, float], cfg) -> None:
             raise ConfigError(
                 f"a trial needs {amount:g} {kind}s (resources.workers x {kind.lower()}s_per_worker) "
                 f"but the Ray cluster has {resources.get(kind, 0):g}; lower them with --set, e.g. "
-                f"--set resources.{kind.lower()}s_per_worker=0, or run on a bigger cluster")
+                f"--set resources.{kind.lower()}s_per_worker=0, or run on a bigger cluster"
+            )
 
 
 def max_concurrent(resources: dict[str, float], cfg) -> int:
@@ -201,15 +212,23 @@ def max_concurrent(resources: dict[str, float], cfg) -> int:
     return max(1, int(min(fits)))
 
 
-def run_trials(todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str, dict], None],
-               max_failures: int = 2) -> None:
+def run_trials(
+    todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str, dict], None], max_failures: int = 2
+) -> None:
     """Run the given trials as one Tune experiment on the connected Ray cluster."""
     if not todo:
         return
     ray_dir = (sweep_dir / "ray").resolve()
-    specs = [{"name": t.name, "config": asdict(t.config), "ray_dir": str(ray_dir),
-              "trial_dir": str(sweep_dir.resolve() / "trials" / t.name),
-              "max_failures": max_failures} for t in todo]
+    specs = [
+        {
+            "name": t.name,
+            "config": asdict(t.config),
+            "ray_dir": str(ray_dir),
+            "trial_dir": str(sweep_dir.resolve() / "trials" / t.name),
+            "max_failures": max_failures,
+        }
+        for t in todo
+    ]
     cluster = ray.cluster_resources()
     for t in todo:
         check_fits(cluster, t.config)
@@ -218,16 +237,25 @@ def run_trials(todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str,
         tune.with_resources(run_trial, {"CPU": 0, "memory": 1}),
         param_space={"trial": tune.grid_search(specs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=limit),
-        run_config=tune.RunConfig(name="tune", storage_path=str(ray_dir), verbose=0,
-                                  callbacks=[Progress(on_event)],
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(ray_dir),
+            verbose=0,
+            callbacks=[Progress(on_event)],
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
     for result in tuner.fit():
         if result.error is not None:  # the trial function itself crashed: record why
             spec = result.config["trial"]
-            runs.write_json(Path(spec["trial_dir"]) / "status.json",
-                            {"status": "failed", "reason": _first_line(result.error),
-                             "epochs": len(runs.read_jsonl(Path(spec["trial_dir"]) / "metrics.jsonl"))})
+            runs.write_json(
+                Path(spec["trial_dir"]) / "status.json",
+                {
+                    "status": "failed",
+                    "reason": _first_line(result.error),
+                    "epochs": len(runs.read_jsonl(Path(spec["trial_dir"]) / "metrics.jsonl")),
+                },
+            )
 
 
 class Progress(tune.Callback):
@@ -247,3 +275,67 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.on_event("end", trial.config["trial"]["name"], {})
+
+
+# --- the Ray session ----------------------------------------------------------------------------
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: ray.init would retry it for minutes."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({e}); start one with `ray start --head`, "
+            f"check the address, or leave out --address to run on a local Ray"
+        ) from None
+
+
+def hardware() -> dict:
+    """The connected cluster: nodes, CPUs, GPUs (and their names, seen from the driver)."""
+    res = ray.cluster_resources()
+    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    nodes = len([n for n in ray.nodes() if n.get("Alive")])
+    return {
+        "nodes": nodes,
+        "cpus": int(res.get("CPU", 0)),
+        "gpus": int(res.get("GPU", 0)),
+        "gpu_names": names,
+        "driver_host": socket.gethostname(),
+    }
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None):
+    """Join the cluster at `address`, or start a local Ray for the duration; yields run facts."""
+    # Faster worker-group start and teardown on short trials (passed on to the workers).
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune tables: we print our own lines
+    start = time.time()
+    ray.init(
+        address=address,
+        log_to_driver=False,
+        logging_level="WARNING",
+        include_dashboard=False if not address else None,
+    )
+    # After ray.init, which installs its own SIGTERM handler: on Slurm preemption stop like
+    # Ctrl+C (Tune saves its state, the trials keep their checkpoints) so a re-run resumes.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        extra = {"hardware": hardware(), "timings": {"ray_init_s": round(time.time() - start, 2)}}
+        hw = extra["hardware"]
+        print(
+            f"ray: {hw['cpus']} CPUs, {hw['gpus']} GPUs on {hw['nodes']} node(s) "
+            f"({extra['timings']['ray_init_s']} s to {'join' if address else 'start'})"
+        )
+        yield extra
+    finally:
+        ray.shutdown()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vaecore.data import to_float
+
 # The seed's morph examples: pairs of class indices (dress <-> trouser "and the like").
 SEED_PAIRS = ((3, 1), (0, 9), (7, 5), (2, 8))
 
@@ -17,7 +19,7 @@ def encode(model: nn.Module, x: torch.Tensor, batch: int = 2000) -> tuple[torch.
     """uint8 images (N, 28, 28) -> (mu, log_var), each (N, d). Large batches: inference only."""
     mus, log_vars = [], []
     for xb in x.split(batch):
-        mu, log_var = model.encode(xb.unsqueeze(1).float().div_(255.0))
+        mu, log_var = model.encode(to_float(xb))
         mus.append(mu)
         log_vars.append(log_var)
     return torch.cat(mus), torch.cat(log_vars)
@@ -124,8 +126,13 @@ def fit_mixture(mu: torch.Tensor, y: torch.Tensor, iters: int = 20) -> Mixture:
     for _ in range(iters):
         nk = resp.sum(0) + 1e-9  # (K,)
         means = resp.T @ x / nk[:, None]  # (K, d)
-        covs = torch.stack([((resp[:, j, None] * (x - means[j])).T @ (x - means[j])) / nk[j]
-                            + 1e-4 * torch.eye(d, dtype=x.dtype) for j in range(k)])
+        covs = torch.stack(
+            [
+                ((resp[:, j, None] * (x - means[j])).T @ (x - means[j])) / nk[j]
+                + 1e-4 * torch.eye(d, dtype=x.dtype)
+                for j in range(k)
+            ]
+        )
         dist = torch.distributions.MultivariateNormal(means, covs)
         logp = dist.log_prob(x[:, None, :]) + (nk / n).log()  # (N, K)
         resp = logp.softmax(1)

@@ -54,9 +54,15 @@ def neg_log_likelihood(err: torch.Tensor, likelihood: str, recon_multiplier: flo
     return recon_multiplier * err + gaussian_log_norm(recon_multiplier)
 
 
-def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
-             likelihood: str, recon_multiplier: float, kl_multiplier: float
-             ) -> dict[str, torch.Tensor]:
+def vae_loss(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    likelihood: str,
+    recon_multiplier: float,
+    kl_multiplier: float,
+) -> dict[str, torch.Tensor]:
     """Batch means of the loss and its terms. Only `loss` is meant for backward()."""
     err = pixel_error(x, x_hat, likelihood)  # (B,)
     kl = kl_per_dim(mu, log_var).sum(1)  # (B,)

@@ -19,9 +19,12 @@ enough to train at several hundred images per second on two CPU cores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from vaecore.config import Config, from_dict
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,9 @@ class VAE(nn.Module):
         return self.mu(h), self.log_var(h)  # (B, latent_dim) each
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor,
-                       eps: torch.Tensor | None = None) -> torch.Tensor:
+    def reparameterize(
+        mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if eps is None:
             eps = torch.randn_like(mu)
         return mu + torch.exp(0.5 * log_var) * eps
@@ -112,6 +116,15 @@ def build(arch: str, latent_dim: int) -> VAE:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
     return VAE(ARCHS[arch], latent_dim)
+
+
+def load(path: Path, device: torch.device | str = "cpu") -> tuple[VAE, Config]:
+    """A trained model (eval mode) and its config from a checkpoint or a final model.pt."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = from_dict(state["config"])
+    model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
 
 
 def parameter_count(model: nn.Module) -> int:

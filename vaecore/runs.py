@@ -1,4 +1,4 @@
-"""Run-directory files: atomic writes, JSON/JSONL helpers, versions and provenance."""
+"""Files every stage shares: atomic writes, tolerant JSON/JSONL readers, the cache folder, provenance."""
 
 from __future__ import annotations
 
@@ -45,10 +45,17 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The parsed file, or `default` when it is missing, unreadable, binary or not JSON."""
     try:
         return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return default
+
+
+def read_dict(path: Path) -> dict:
+    """A JSON object file as a dict; {} for anything else (missing, corrupt, a list)."""
+    obj = read_json(path, {})
+    return obj if isinstance(obj, dict) else {}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -56,9 +63,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    if not Path(path).is_file():
+    """The object rows of a JSONL file; a torn or corrupt line (a run killed mid-write) is skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, ValueError):
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def torch_save(obj: Any, path: Path) -> None:
@@ -67,6 +85,14 @@ def torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def cache_dir() -> Path:
+    """The one cache folder (reference classifier, dataset verification stamps): $VAE_CACHE_DIR,
+    else $XDG_CACHE_HOME/vaecore, else ~/.cache/vaecore."""
+    if os.environ.get("VAE_CACHE_DIR"):
+        return Path(os.environ["VAE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecore"
 
 
 def versions() -> dict[str, str]:
@@ -83,10 +109,21 @@ def git_revision(where: Path | None = None) -> str:
     """The code's git commit (with '-dirty' if modified), or 'unknown' outside a checkout."""
     where = where or Path(__file__).resolve().parent.parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, text=True,
-                             capture_output=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, text=True, capture_output=True, timeout=5).stdout
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=where,
+            text=True,
+            capture_output=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            text=True,
+            capture_output=True,
+            timeout=5,
+        ).stdout
         return rev + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -1,6 +1,6 @@
 """Training: sharded batches, one epoch, evaluation, checkpoints, and the Ray-free `fit` loop.
 
-The pieces are separate so the Ray worker (vaecore.sweep_worker) can wrap the model in DDP and
+The pieces are separate so the Ray worker (vaecore.distributed) can wrap the model in DDP and
 report to Ray while reusing exactly the same epoch, evaluation and checkpoint code.
 """
 
@@ -18,8 +18,8 @@ import torch.distributed as dist
 from torch import nn
 
 from vaecore import runs
-from vaecore.config import Config, from_dict
-from vaecore.data import FashionMNIST
+from vaecore.config import Config
+from vaecore.data import FashionMNIST, to_float
 from vaecore.losses import vae_loss
 from vaecore.model import build
 
@@ -45,11 +45,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1]; stored as uint8 because it is 4x smaller."""
-    return x.unsqueeze(1).float().div_(255.0)
-
-
 def set_threads(cfg: Config) -> int:
     n = cfg.train.threads or cfg.resources.cpus_per_worker or 1
     torch.set_num_threads(n)
@@ -62,8 +57,7 @@ def set_threads(cfg: Config) -> int:
 def make_scheduler(cfg: Config, opt: torch.optim.Optimizer):
     t = cfg.train
     if t.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor,
-                                                          patience=t.lr_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor, patience=t.lr_patience)
     if t.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs)
     if t.scheduler == "step":
@@ -71,8 +65,12 @@ def make_scheduler(cfg: Config, opt: torch.optim.Optimizer):
     return None
 
 
-def new_session(cfg: Config, device: torch.device | str = "cpu", rank: int = 0,
-                wrap: Callable[[nn.Module], nn.Module] | None = None) -> Session:
+def new_session(
+    cfg: Config,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> Session:
     """Seeded model, Adam and scheduler. `wrap` (e.g. DDP) is applied after moving to device."""
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
     model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
@@ -105,20 +103,12 @@ def load_state(s: Session, state: dict) -> None:
     torch.set_rng_state(state["rng"])
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Config]:
-    """A trained model (eval mode) and its config from a checkpoint or a final model.pt."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    cfg = from_dict(state["config"])
-    model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval(), cfg
-
-
 # --- one epoch ----------------------------------------------------------------------------------
 
 
-def shard_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world: int = 1) -> list[torch.Tensor]:
+def shard_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> list[torch.Tensor]:
     """This rank's index batches for one epoch: a seeded permutation cut into equal shards.
 
     Every rank gets the same number of images (the last n % world are left out this epoch), so
@@ -127,7 +117,7 @@ def shard_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g)
     per_rank = n // world
-    mine = perm[rank * per_rank:(rank + 1) * per_rank]
+    mine = perm[rank * per_rank : (rank + 1) * per_rank]
     return list(mine.split(max(1, batch_size // world)))
 
 
@@ -144,29 +134,32 @@ def _means(sums: dict[str, float]) -> dict[str, float]:
     return {k: v / n for k, v in sums.items()}
 
 
-def train_epoch(s: Session, x: torch.Tensor, cfg: Config, device, rank: int = 0,
-                world: int = 1) -> dict[str, float]:
+def train_epoch(
+    s: Session, x: torch.Tensor, cfg: Config, device, rank: int = 0, world: int = 1
+) -> dict[str, float]:
     """One pass over this rank's shard; returns the global batch-weighted means and images/s."""
     s.model.train()
     lc = cfg.loss
     sums = {"n": 0.0, "loss": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
     max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
     start = time.perf_counter()
-    for step, idx in enumerate(shard_batches(len(x), cfg.train.batch_size, cfg.train.seed,
-                                             s.epoch, rank, world)):
+    for step, idx in enumerate(
+        shard_batches(len(x), cfg.train.batch_size, cfg.train.seed, s.epoch, rank, world)
+    ):
         xb = to_float(x[idx]).to(device, non_blocking=True)
         x_hat, mu, log_var = s.model(xb)
-        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier,
-                         lc.kl_multiplier)
+        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
         s.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         # Gradients are averaged over ranks, so a NaN on any rank shows here on all of them and
         # every rank stops together instead of one hanging in the next all-reduce.
         norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), max_norm)
         if not (torch.isfinite(norm) and torch.isfinite(terms["loss"])):
-            raise Diverged(f"non-finite loss ({terms['loss'].item():.4g}) or gradient norm "
-                           f"({norm.item():.4g}) at epoch {s.epoch + 1}, step {step}; "
-                           f"lower train.lr or set train.grad_clip")
+            raise Diverged(
+                f"non-finite loss ({terms['loss'].item():.4g}) or gradient norm "
+                f"({norm.item():.4g}) at epoch {s.epoch + 1}, step {step}; "
+                f"lower train.lr or set train.grad_clip"
+            )
         s.optimizer.step()
         b = len(idx)
         sums["n"] += b
@@ -179,8 +172,15 @@ def train_epoch(s: Session, x: torch.Tensor, cfg: Config, device, rank: int = 0,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, cfg: Config, device, rank: int = 0,
-             world: int = 1, batch_size: int = 1000) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    cfg: Config,
+    device,
+    rank: int = 0,
+    world: int = 1,
+    batch_size: int = 1000,
+) -> dict[str, float]:
     """Test-set loss, terms and ELBO (nats/image), with fixed noise so the numbers are repeatable."""
     model.eval()
     lc = cfg.loss
@@ -191,8 +191,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, cfg: Config, device, rank: int =
         mu, log_var = unwrap(model).encode(xb)
         eps = torch.randn(mu.shape, generator=g).to(device)
         x_hat = unwrap(model).decode(unwrap(model).reparameterize(mu, log_var, eps))
-        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier,
-                         lc.kl_multiplier)
+        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
         sums["n"] += len(idx)
         for k in terms:
             sums[k] += terms[k].item() * len(idx)
@@ -206,8 +205,7 @@ def step_scheduler(s: Session, test_loss: float) -> None:
         s.scheduler.step()
 
 
-def run_epoch(s: Session, data: FashionMNIST, cfg: Config, device, rank: int = 0,
-              world: int = 1) -> dict:
+def run_epoch(s: Session, data: FashionMNIST, cfg: Config, device, rank: int = 0, world: int = 1) -> dict:
     """Train one epoch, evaluate, step the scheduler; append and return the metrics row."""
     lr = s.optimizer.param_groups[0]["lr"]
     row = {"epoch": s.epoch + 1, "lr": lr}
@@ -256,15 +254,21 @@ def write_epoch_files(s: Session, run_dir: Path, device="cpu") -> None:
 
 def save_model(s: Session, cfg: Config, run_dir: Path) -> None:
     """The final weights and config, run_dir/model.pt: what post-processing loads."""
-    runs.torch_save({"model": unwrap(s.model).state_dict(), "config": asdict(cfg)},
-                    Path(run_dir) / "model.pt")
+    runs.torch_save(
+        {"model": unwrap(s.model).state_dict(), "config": asdict(cfg)}, Path(run_dir) / "model.pt"
+    )
 
 
 # --- the plain, single-process loop -------------------------------------------------------------
 
 
-def fit(cfg: Config, data: FashionMNIST, run_dir: Path, device: torch.device | str = "cpu",
-        on_epoch: Callable[[dict], None] | None = None) -> dict:
+def fit(
+    cfg: Config,
+    data: FashionMNIST,
+    run_dir: Path,
+    device: torch.device | str = "cpu",
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
     """Train one config in this process, resuming from run_dir/checkpoint.pt if it exists.
 
     Writes checkpoint.pt and metrics.jsonl after every epoch, model.pt and status.json at the end.

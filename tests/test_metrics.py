@@ -7,19 +7,28 @@ import math
 import pytest
 import torch
 
-from vaecore import classifier, config, data, evaluate, latent, train
+from vaecore import config, data, latent, model, train
+from vaecore.post import classifier, metrics
 
 
 @pytest.fixture(scope="module")
 def tiny_model(fmnist, tmp_path_factory):
     """A compact VAE trained for 1 epoch on 100 images per class (a few seconds)."""
-    cfg = config.load("default", ["model.latent_dim=4", "train.epochs=1", "train.batch_size=64",
-                                  "data.train_per_class=100", "data.test_per_class=20"])
+    cfg = config.load(
+        "default",
+        [
+            "model.latent_dim=4",
+            "train.epochs=1",
+            "train.batch_size=64",
+            "data.train_per_class=100",
+            "data.test_per_class=20",
+        ],
+    )
     run = tmp_path_factory.mktemp("tiny")
     ds = data.subset(fmnist, 100, 20)
     assert train.fit(cfg, ds, run)["status"] == "completed"
-    model, cfg = train.load_model(run / "model.pt")
-    return model, cfg, ds
+    vae, cfg = model.load(run / "model.pt")
+    return vae, cfg, ds
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +41,9 @@ def test_iwae_is_above_the_elbo_and_tightens_with_k(tiny_model):
     model, cfg, ds = tiny_model
     x = ds.test_x[:100]
     lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
-    bounds = {k: evaluate.iwae(model, x, k, lik, r, seed=1) for k in (1, 8, 64)}
+    bounds = {k: metrics.iwae(model, x, k, lik, r, seed=1) for k in (1, 8, 64)}
     mu, log_var = latent.encode(model, x)
-    elbo = evaluate.elbo_terms(model, x, mu, log_var, lik, r)["test_elbo"]
+    elbo = metrics.elbo_terms(model, x, mu, log_var, lik, r)["test_elbo"]
     # k = 1 is an ELBO estimate: equal up to sampling noise (measured gap ~0.5 nats of ~50)
     assert abs(bounds[1] - elbo) < 2.0
     assert bounds[1] < bounds[8] < bounds[64]
@@ -44,8 +53,8 @@ def test_iwae_is_above_the_elbo_and_tightens_with_k(tiny_model):
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(2000, 16, generator=g) @ torch.randn(16, 16, generator=g)
-    assert abs(evaluate.fid(a, a)) < 1e-6
-    fids = [evaluate.fid(a, a + s * torch.randn(a.shape, generator=g)) for s in (0.1, 0.5, 2.0)]
+    assert abs(metrics.fid(a, a)) < 1e-6
+    fids = [metrics.fid(a, a + s * torch.randn(a.shape, generator=g)) for s in (0.1, 0.5, 2.0)]
     assert 0 < fids[0] < fids[1] < fids[2]
 
 
@@ -54,23 +63,23 @@ def test_fid_matches_the_closed_form_for_shifted_scaled_gaussians():
     a = torch.randn(50000, 4, generator=g)
     b = 2.0 * torch.randn(50000, 4, generator=g) + 1.0
     # ||m||^2 + tr(I + 4I - 2 * 2I) = 4 + 4 * 1
-    assert evaluate.fid(a, b) == pytest.approx(8.0, rel=0.03)
+    assert metrics.fid(a, b) == pytest.approx(8.0, rel=0.03)
 
 
 def test_coverage_of_uniform_predictions_has_maximal_entropy():
     probs = torch.eye(10).repeat(30, 1) * 0.9 + 0.01
-    cov = evaluate.coverage(probs)
+    cov = metrics.coverage(probs)
     assert cov["entropy"] == pytest.approx(math.log(10), abs=1e-6)
     assert cov["histogram"] == [0.1] * 10
     assert cov["mean_max_prob"] == pytest.approx(0.91)
-    assert evaluate.coverage(torch.eye(10)[[3] * 50])["entropy"] == pytest.approx(0.0)
+    assert metrics.coverage(torch.eye(10)[[3] * 50])["entropy"] == pytest.approx(0.0)
 
 
 def test_latent_stats_count_active_units_and_aggregate_spread():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(5000, 3, generator=g) * torch.tensor([2.0, 1.0, 0.01])
     log_var = torch.full((5000, 3), math.log(0.25))
-    s = evaluate.latent_stats(mu, log_var)
+    s = metrics.latent_stats(mu, log_var)
     assert s["active_units"] == 2  # the third dim's mean barely moves: inactive
     assert s["agg_std"][0] == pytest.approx(math.sqrt(4 + 0.25), rel=0.03)
     assert s["mu_std"][2] == pytest.approx(0.01, rel=0.05)
@@ -80,7 +89,8 @@ def test_reference_classifier_reaches_its_target_accuracy(reference, fmnist):
     model, info = reference
     assert info["test_accuracy"] >= 0.92
     assert classifier.accuracy(model, fmnist.test_x, fmnist.test_y) == pytest.approx(
-        info["test_accuracy"], abs=1e-3)
+        info["test_accuracy"], abs=1e-3
+    )
 
 
 def test_classifier_features_separate_real_images_from_noise(reference, fmnist):
@@ -89,4 +99,4 @@ def test_classifier_features_separate_real_images_from_noise(reference, fmnist):
     other = fmnist.test_x[1000:2000]
     noise = (torch.rand(1000, 28, 28) * 255).to(torch.uint8)
     f_real, f_other, f_noise = (classifier.predict(model, x)[0] for x in (real, other, noise))
-    assert evaluate.fid(f_real, f_other) * 20 < evaluate.fid(f_real, f_noise)
+    assert metrics.fid(f_real, f_other) * 20 < metrics.fid(f_real, f_noise)

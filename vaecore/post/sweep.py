@@ -1,4 +1,4 @@
-"""Post-processing of a sweep: per trial, encode, score, render and write summary.json (Ray or local).
+"""Post-processing of a sweep: which trials, the skip key, Ray tasks or in-process, progress lines.
 
 Reads only what each trial saved (config.json, model.pt, metrics.jsonl, status.json, params.json).
 summary.json is written last and carries an `inputs` hash, so an interrupted trial is redone and
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from vaecore import classifier, data, runs
+from vaecore import data, runs
 from vaecore.config import ConfigError, read_toml
-from vaecore.pipeline import Options, TrialError, options_from, run_pipeline
+from vaecore.post import classifier
+from vaecore.post.trial import Options, TrialError, options_from, run_pipeline
 
 __all__ = ["Options", "options_from", "process_sweep", "process_trial"]
 
@@ -32,11 +33,13 @@ def load_options(sweep_dir: Path) -> Options:
 
 
 def code_hash() -> str:
-    """Hash of the modules whose code decides the outputs."""
+    """Hash of the modules whose code decides the outputs: all of post/, plus the core ones it uses."""
+    here = Path(__file__).resolve().parent
+    files = sorted(here.glob("*.py")) + [here.parent / f"{n}.py" for n in ("latent", "losses", "model")]
     h = hashlib.sha256(CODE_VERSION.encode())
-    for name in ("latent", "evaluate", "render", "pipeline", "postprocess", "losses", "model",
-                 "classifier"):
-        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -69,8 +72,13 @@ def _dataset(folder: str, train_per_class: int, test_per_class: int) -> data.Fas
     return data.subset(data.load(folder), train_per_class, test_per_class)
 
 
-def process_trial(trial_dir: Path, opts: Options, clf_state: dict, force: bool = False,
-                  progress: Callable[[str], None] = print) -> dict:
+def process_trial(
+    trial_dir: Path,
+    opts: Options,
+    clf_state: dict,
+    force: bool = False,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Post-process one trial; never raises for a bad trial, returns its status row."""
     trial_dir, name, start = Path(trial_dir), Path(trial_dir).name, time.perf_counter()
     row = {"status": "skipped", "reason": "", "seconds": 0.0}
@@ -84,12 +92,15 @@ def process_trial(trial_dir: Path, opts: Options, clf_state: dict, force: bool =
             row["reason"] = "up to date"
             return row
         cfg_dict = json.loads((trial_dir / "config.json").read_text())
-        ds = _dataset(cfg_dict["data"]["dir"], cfg_dict["data"]["train_per_class"],
-                      cfg_dict["data"]["test_per_class"])
-        device = "cuda" if cfg_dict["resources"]["gpus_per_worker"] > 0 and \
-            torch.cuda.is_available() else "cpu"
-        summary = run_pipeline(trial_dir, ds, opts, clf_state, device,
-                               lambda step: progress(f"[{name}] {step}"))
+        ds = _dataset(
+            cfg_dict["data"]["dir"], cfg_dict["data"]["train_per_class"], cfg_dict["data"]["test_per_class"]
+        )
+        device = (
+            "cuda" if cfg_dict["resources"]["gpus_per_worker"] > 0 and torch.cuda.is_available() else "cpu"
+        )
+        summary = run_pipeline(
+            trial_dir, ds, opts, clf_state, device, lambda step: progress(f"[{name}] {step}")
+        )
         summary["inputs"] = key
         runs.write_json(trial_dir / "summary.json", summary)  # last: marks the trial as done
         row.update(status="done", reason="")
@@ -115,8 +126,10 @@ def reference_classifier(progress: Callable[[str], None] = print) -> dict:
 def trial_dirs(sweep_dir: Path) -> list[Path]:
     folder = Path(sweep_dir) / "trials"
     if not folder.is_dir():
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no trials/ inside); "
-                                f"pass <out>/<sweep> as written by jobs.sweep")
+        raise FileNotFoundError(
+            f"{sweep_dir} is not a sweep folder (no trials/ inside); "
+            f"pass <out>/<sweep> as written by jobs.sweep"
+        )
     return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
@@ -127,8 +140,9 @@ def _ray_options(trial_dir: Path) -> dict:
     return {"num_cpus": max(1, int(res.get("cpus_per_worker", 1))), "num_gpus": gpus}
 
 
-def _run_ray(dirs: list[Path], opts: Options, clf_state: dict, force: bool,
-             progress: Callable[[str], None]) -> dict[str, dict]:
+def _run_ray(
+    dirs: list[Path], opts: Options, clf_state: dict, force: bool, progress: Callable[[str], None]
+) -> dict[str, dict]:
     import ray
 
     task = ray.remote(process_trial)
@@ -141,8 +155,11 @@ def _run_ray(dirs: list[Path], opts: Options, clf_state: dict, force: bool,
         try:
             out[d.name] = ray.get(ref)
         except Exception as e:  # a crashed worker fails its trial, not the sweep
-            out[d.name] = {"status": "failed", "reason": f"ray task: {str(e).splitlines()[0]}",
-                           "seconds": 0.0}
+            out[d.name] = {
+                "status": "failed",
+                "reason": f"ray task: {str(e).splitlines()[0]}",
+                "seconds": 0.0,
+            }
         progress(done_line(d, out[d.name]))
     return {d.name: out[d.name] for d in dirs}
 
@@ -157,8 +174,9 @@ def done_line(trial_dir: Path, row: dict) -> str:
     return f"{line} {row['reason']}".rstrip()
 
 
-def process_sweep(sweep_dir: Path, force: bool = False, progress: Callable[[str], None] = print,
-                  use_ray: bool | None = None) -> dict[str, dict]:
+def process_sweep(
+    sweep_dir: Path, force: bool = False, progress: Callable[[str], None] = print, use_ray: bool | None = None
+) -> dict[str, dict]:
     """Post-process every trial of a sweep: trial name -> {"status", "reason", "seconds"}.
 
     Runs each trial as a Ray task when Ray is initialised (or use_ray=True), else in-process.

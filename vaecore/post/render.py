@@ -6,20 +6,20 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import torch
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # headless: no display on workers, and never a GUI backend by accident
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+from vaecore import latent as lat
+from vaecore import runs
+from vaecore.data import CLASS_NAMES, to_float
+from vaecore.plotting import plt
 
-from vaecore import latent as lat  # noqa: E402
-from vaecore import runs  # noqa: E402
-from vaecore.data import CLASS_NAMES  # noqa: E402
-
-SAMPLER_TITLES = {"prior": "the prior N(0, I)", "aggregate": "the aggregate posterior (Gaussian)",
-                  "mixture": "the aggregate posterior (10-Gaussian mixture)"}
+SAMPLER_TITLES = {
+    "prior": "the prior N(0, I)",
+    "aggregate": "the aggregate posterior (Gaussian)",
+    "mixture": "the aggregate posterior (10-Gaussian mixture)",
+}
 DPI = 100  # with the figure sizes below: 400-900 px wide, 20-120 KB per PNG
 COLORS = plt.get_cmap("tab10").colors
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11})
@@ -59,8 +59,9 @@ def image_grid(images: torch.Tensor, nrow: int, title: str, path: Path, inches: 
     save(fig, path)
 
 
-def recon(originals: torch.Tensor, recons: torch.Tensor, labels: torch.Tensor, title: str,
-          path: Path) -> None:
+def recon(
+    originals: torch.Tensor, recons: torch.Tensor, labels: torch.Tensor, title: str, path: Path
+) -> None:
     """Columns = classes; rows alternate original / reconstruction (per_class images per class)."""
     order = labels.argsort(stable=True)
     per_class = len(labels) // 10
@@ -92,14 +93,14 @@ def prototypes(images: torch.Tensor, title: str, path: Path) -> None:
     save(fig, path)
 
 
-def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: str,
-           path: Path) -> None:
+def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: str, path: Path) -> None:
     """Morph strips: one row per label, one column per alpha (labelled)."""
     steps = len(alphas)
-    fig, axes = plt.subplots(len(labels), 1, figsize=(0.75 * steps + 1.5, 0.8 * len(labels) + 0.7),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(labels), 1, figsize=(0.75 * steps + 1.5, 0.8 * len(labels) + 0.7), squeeze=False
+    )
     for r, (ax, label) in enumerate(zip(axes[:, 0], labels, strict=True)):
-        _show(ax, rows[r * steps:(r + 1) * steps], nrow=steps)
+        _show(ax, rows[r * steps : (r + 1) * steps], nrow=steps)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         if r == len(labels) - 1:
             side = rows.shape[-1] + 2
@@ -110,8 +111,9 @@ def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: s
     save(fig, path)
 
 
-def matrix(rows: torch.Tensor, pairs: list[tuple[int, int]], steps: int, title: str,
-           path: Path, cols: int = 3) -> None:
+def matrix(
+    rows: torch.Tensor, pairs: list[tuple[int, int]], steps: int, title: str, path: Path, cols: int = 3
+) -> None:
     """All class-pair interpolation strips, packed cols strips per row, each with a small label."""
     n_rows = (len(pairs) + cols - 1) // cols
     height = 0.52 * n_rows + 0.5
@@ -119,7 +121,7 @@ def matrix(rows: torch.Tensor, pairs: list[tuple[int, int]], steps: int, title: 
     for p, ax in enumerate(axes.flat):
         ax.axis("off")
         if p < len(pairs):
-            _show(ax, rows[p * steps:(p + 1) * steps], nrow=steps, padding=1)
+            _show(ax, rows[p * steps : (p + 1) * steps], nrow=steps, padding=1)
             i, j = pairs[p]
             ax.set_title(f"{CLASS_NAMES[i]} → {CLASS_NAMES[j]}", fontsize=7, pad=2)
     fig.suptitle(title)
@@ -145,8 +147,12 @@ def traversals(images: torch.Tensor, dims: int, values: torch.Tensor, title: str
 def curves(history: list[dict], title: str, path: Path) -> None:
     """Training curves: loss, recon, KL, MSE (train and test), test ELBO, and the lr (log axis)."""
     epochs = [r["epoch"] for r in history]
-    panels = [("loss", "loss (seed's scale)"), ("recon", "recon term"), ("kl", "KL (nats)"),
-              ("mse", "MSE per pixel")]
+    panels = [
+        ("loss", "loss (seed's scale)"),
+        ("recon", "recon term"),
+        ("kl", "KL (nats)"),
+        ("mse", "MSE per pixel"),
+    ]
     fig, axes = plt.subplots(2, 3, figsize=(9, 5))
     for ax, (key, label) in zip(axes.flat, panels, strict=False):
         ax.plot(epochs, [r[key] for r in history], "o-", ms=3, label="train")
@@ -181,8 +187,9 @@ def pca(z: torch.Tensor, k: int) -> tuple[torch.Tensor, list[float]]:
 
 
 def _legend(fig) -> None:
-    handles = [plt.Line2D([], [], ls="", marker="o", color=COLORS[c], label=CLASS_NAMES[c])
-               for c in range(10)]
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", color=COLORS[c], label=CLASS_NAMES[c]) for c in range(10)
+    ]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False, markerscale=1.2)
 
 
@@ -194,8 +201,9 @@ def _scatter2d(ax, z, y, xlabel, ylabel) -> None:
 
 
 def _scatter3d(ax, z, y, labels, view) -> None:
-    ax.scatter(z[:, 0], z[:, 1], z[:, 2], c=[COLORS[c] for c in y.tolist()], s=2,
-               linewidths=0, depthshade=False)
+    ax.scatter(
+        z[:, 0], z[:, 1], z[:, 2], c=[COLORS[c] for c in y.tolist()], s=2, linewidths=0, depthshade=False
+    )
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.pane.fill = False  # flat white panes: less ink and a much smaller PNG
     ax.view_init(*view)
@@ -237,28 +245,44 @@ def latent(z: torch.Tensor, y: torch.Tensor, title: str, path: Path) -> None:
 # --- all figures of one trial ----------------------------------------------------------------
 
 
-def trial_figures(dec: Callable[[torch.Tensor], torch.Tensor], trial_dir: Path, ds, te_mu: torch.Tensor,
-                  means: torch.Tensor, sample_fns: dict, opts) -> dict[str, str]:
-    """Every picture of one trial; dec maps z to images, opts is a pipeline.Options.
+def trial_figures(
+    dec: Callable[[torch.Tensor], torch.Tensor],
+    trial_dir: Path,
+    ds,
+    te_mu: torch.Tensor,
+    means: torch.Tensor,
+    sample_fns: dict,
+    opts,
+) -> dict[str, str]:
+    """Every picture of one trial; dec maps z to images, opts is a post.trial.Options.
 
     Returns artifact key -> path relative to the trial folder.
     """
     art, name = {}, trial_dir.name
     path = lambda key: (art.setdefault(key, f"artifacts/{key}.png"), trial_dir / art[key])[1]
-    idx = torch.cat([(ds.test_y == c).nonzero().flatten()[:opts.recon_per_class] for c in range(10)])
-    originals = ds.test_x[idx].unsqueeze(1).float() / 255.0
+    idx = torch.cat([(ds.test_y == c).nonzero().flatten()[: opts.recon_per_class] for c in range(10)])
+    originals = to_float(ds.test_x[idx])
     recon(originals, dec(te_mu[idx]), ds.test_y[idx], f"{name}: test reconstructions", path("recon"))
     for key, fn in sample_fns.items():
-        image_grid(dec(fn(opts.grid_samples, opts.sample_seed)), 10,
-                   f"{name}: samples from {SAMPLER_TITLES.get(key, key)}", path(f"samples_{key}"))
-    keep = torch.randperm(len(te_mu), generator=torch.Generator().manual_seed(0))[:opts.scatter_points]
+        image_grid(
+            dec(fn(opts.grid_samples, opts.sample_seed)),
+            10,
+            f"{name}: samples from {SAMPLER_TITLES.get(key, key)}",
+            path(f"samples_{key}"),
+        )
+    keep = torch.randperm(len(te_mu), generator=torch.Generator().manual_seed(0))[: opts.scatter_points]
     latent(te_mu[keep].cpu(), ds.test_y[keep], f"{name}: test-set posterior means", path("latent"))
     prototypes(dec(means), f"{name}: decoded class means", path("prototypes"))
     _render_morphs(dec, means, name, opts, path)
     d = min(means.shape[1], opts.traversal_dims)
     values = torch.linspace(-opts.traversal_range, opts.traversal_range, opts.traversal_steps)
-    traversals(dec(lat.traversal(torch.zeros(means.shape[1]), d, values)), d, values,
-               f"{name}: latent traversals (others at 0)", path("traversals"))
+    traversals(
+        dec(lat.traversal(torch.zeros(means.shape[1]), d, values)),
+        d,
+        values,
+        f"{name}: latent traversals (others at 0)",
+        path("traversals"),
+    )
     history = runs.read_jsonl(trial_dir / "metrics.jsonl")
     if history:
         curves(history, f"{name}: training curves", path("curves"))
@@ -269,11 +293,26 @@ def _render_morphs(dec, means, name: str, opts, path) -> None:
     a = lat.alphas(opts.morph_steps)
     cn = CLASS_NAMES
     add = torch.cat([lat.morph_additive(means[i], means[j], a) for i, j in lat.SEED_PAIRS])
-    strips(dec(add), [f"{cn[i]} + α·{cn[j]}" for i, j in lat.SEED_PAIRS], a,
-           f"{name}: the seed's morph v_A + α v_B", path("morph_additive"))
+    strips(
+        dec(add),
+        [f"{cn[i]} + α·{cn[j]}" for i, j in lat.SEED_PAIRS],
+        a,
+        f"{name}: the seed's morph v_A + α v_B",
+        path("morph_additive"),
+    )
     mix = torch.cat([lat.morph_interp(means[i], means[j], a) for i, j in lat.SEED_PAIRS])
-    strips(dec(mix), [f"{cn[i]} → {cn[j]}" for i, j in lat.SEED_PAIRS], a,
-           f"{name}: interpolation (1 - α) v_A + α v_B", path("morph_interp"))
+    strips(
+        dec(mix),
+        [f"{cn[i]} → {cn[j]}" for i, j in lat.SEED_PAIRS],
+        a,
+        f"{name}: interpolation (1 - α) v_A + α v_B",
+        path("morph_interp"),
+    )
     pairs, z = lat.pair_matrix(means, opts.matrix_steps)
-    matrix(dec(z), pairs, opts.matrix_steps,
-           f"{name}: all 45 class pairs, α from 0 to 1 in {opts.matrix_steps} steps", path("morph_matrix"))
+    matrix(
+        dec(z),
+        pairs,
+        opts.matrix_steps,
+        f"{name}: all 45 class pairs, α from 0 to 1 in {opts.matrix_steps} steps",
+        path("morph_matrix"),
+    )

@@ -11,10 +11,7 @@ DPI = 150  # pages show plots at 2/3 of their pixel size: crisp on high-density 
 
 
 def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a cluster node; must come before pyplot
-    import matplotlib.pyplot as plt
+    from vaecore.plotting import plt
 
     fig, ax = plt.subplots(figsize=(width, height), dpi=DPI, layout="constrained")
     return plt, fig, ax

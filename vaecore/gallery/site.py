@@ -1,4 +1,4 @@
-"""The static gallery: read a sweep folder defensively, render the pages, swap the site in atomically."""
+"""The static site: read a sweep folder defensively, render the pages, swap the site in atomically."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import jinja2
 import tomllib
 
 import vaecore
-from vaecore import config, gallery_index, gallery_pages, gallery_plots
-from vaecore.gallery_views import number
+from vaecore import config, runs
+from vaecore.gallery import index, pages, plots
+from vaecore.gallery.format import number
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(vaecore.__file__).resolve().parent.parent / "gallery_templates"
@@ -30,14 +31,6 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,80}")
 
 
 # --- reading the sweep folder (every field may be missing or malformed) ---------------------------
-
-
-def _json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _toml(path: Path) -> dict:
@@ -54,23 +47,6 @@ def _grid(spec: dict, manifest: dict) -> dict:
     if not isinstance(grid, dict):
         return {}
     return {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
-
-
-def _jsonl(path: Path) -> list[dict]:
-    """Epoch rows; a half-written last line (a run killed mid-write) is skipped, not fatal."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def _inside(tdir: Path, rel: Any) -> str | None:
@@ -90,9 +66,9 @@ def page_name(name: str) -> str:
 
 def load_run(tdir: Path, entry: dict) -> dict:
     """Everything the gallery shows about one trial, as plain data; absent files become empty values."""
-    status = {**entry, **_json(tdir / "status.json")}
-    summary = _json(tdir / "summary.json") or None
-    params = _json(tdir / "params.json") or entry.get("params") or (summary or {}).get("params") or {}
+    status = {**entry, **runs.read_dict(tdir / "status.json")}
+    summary = runs.read_dict(tdir / "summary.json") or None
+    params = runs.read_dict(tdir / "params.json") or entry.get("params") or (summary or {}).get("params")
     arts = (summary or {}).get("artifacts")
     artifacts = {k: p for k, v in (arts if isinstance(arts, dict) else {}).items() if (p := _inside(tdir, v))}
     epochs_dir = tdir / "epochs"
@@ -109,14 +85,14 @@ def load_run(tdir: Path, entry: dict) -> dict:
         "epochs": number(status.get("epochs")),
         "seconds": number(status.get("seconds")),
         "params": params if isinstance(params, dict) else {},
-        "config": _json(tdir / "config.json") or (summary or {}).get("config") or {},
+        "config": runs.read_dict(tdir / "config.json") or (summary or {}).get("config") or {},
         "summary": summary or {},
-        "history": _jsonl(tdir / "metrics.jsonl"),
+        "history": runs.read_jsonl(tdir / "metrics.jsonl"),
         "artifacts": artifacts,
         "frames": [f"epochs/{f}" for f in frames],
         "downloads": [f for f in DOWNLOADS if (tdir / f).is_file()],
         "sizes": {
-            rel: gallery_plots.image_size(tdir / rel)
+            rel: plots.image_size(tdir / rel)
             for rel in [*artifacts.values(), *[f"epochs/{f}" for f in frames]]
         },
     }
@@ -124,7 +100,7 @@ def load_run(tdir: Path, entry: dict) -> dict:
 
 def load_sweep(sweep_dir: Path) -> dict:
     """The manifest plus every trial folder (a trial only in the manifest shows as pending)."""
-    manifest = _json(sweep_dir / "manifest.json")
+    manifest = runs.read_dict(sweep_dir / "manifest.json")
     spec = _toml(sweep_dir / "sweep.toml")
     entries = manifest.get("trials") if isinstance(manifest.get("trials"), dict) else {}
     tdirs = (
@@ -133,21 +109,21 @@ def load_sweep(sweep_dir: Path) -> dict:
         else []
     )
     names = list(entries) + [p.name for p in tdirs if p.name not in entries]
-    runs = [
+    found = [
         load_run(sweep_dir / "trials" / n, entries.get(n) if isinstance(entries.get(n), dict) else {})
         for n in names
         if "/" not in n and n not in ("", ".", "..")
     ]
     inputs = [sweep_dir / "manifest.json"] + [
         sweep_dir / "trials" / r["name"] / f
-        for r in runs
+        for r in found
         for f in ("status.json", "summary.json", "metrics.jsonl")
     ]
     newest = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
     return {
         "name": str(manifest.get("sweep") or sweep_dir.name),
         "manifest": manifest,
-        "runs": runs,
+        "runs": found,
         "grid": _grid(spec, manifest),
         "description": str(spec.get("description") or ""),
         "inputs_time": datetime.fromtimestamp(newest, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -179,21 +155,21 @@ def write_site(sweep: dict, out: Path) -> None:
     (out / "plots").mkdir(exist_ok=True)
     for name in STATIC:
         shutil.copyfile(TEMPLATES / name, out / name)
-    index = gallery_index.index_context(sweep)
-    for plot in index["plots"]:
+    front = index.index_context(sweep)
+    for plot in front["plots"]:
         (out / plot["src"]).write_bytes(plot.pop("png"))
-    (out / "index.html").write_text(env.get_template("index.html").render(index))
-    runs = sweep["runs"]
-    for i, run in enumerate(runs):
-        ctx = gallery_pages.run_context(
-            sweep, run, runs[i - 1] if i else None, runs[i + 1] if i + 1 < len(runs) else None
+    (out / "index.html").write_text(env.get_template("index.html").render(front))
+    trials = sweep["runs"]
+    for i, run in enumerate(trials):
+        ctx = pages.run_context(
+            sweep, run, trials[i - 1] if i else None, trials[i + 1] if i + 1 < len(trials) else None
         )
         (out / "runs" / run["page"]).write_text(env.get_template("run.html").render(ctx))
-    data = gallery_pages.compare_data(sweep)
+    data = pages.compare_data(sweep)
     (out / "runs.json").write_text(json.dumps(data, sort_keys=True, indent=1) + "\n")
     (out / "runs.js").write_text(f"window.GALLERY_RUNS = {js_data(data)};\n")
     (out / "compare.html").write_text(
-        env.get_template("compare.html").render(gallery_pages.compare_context(sweep, data))
+        env.get_template("compare.html").render(pages.compare_context(sweep, data))
     )
 
 

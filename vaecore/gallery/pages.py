@@ -6,7 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from vaecore.gallery_views import (
+from vaecore.gallery.format import (
     COMPARE,
     DASH,
     EXTRA_METRICS,
@@ -36,11 +36,11 @@ HISTORY = [
 ]
 
 
-def flatten(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
+def config_rows(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
     """{"model": {"latent_dim": 3}} -> [("model.latent_dim", "3")], values shown as JSON unless strings."""
     if not isinstance(tree, dict):
         return [(prefix, tree if isinstance(tree, str) else json.dumps(tree))]
-    return [kv for k, v in tree.items() for kv in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    return [kv for k, v in tree.items() for kv in config_rows(v, f"{prefix}.{k}" if prefix else str(k))]
 
 
 def metric_rows(run: dict) -> list[tuple[str, str]]:
@@ -121,7 +121,7 @@ def run_context(sweep: dict, run: dict, prev: dict | None, nxt: dict | None) -> 
             "post_processed": run["post_processed"],
             "params": [(label(k), k, fmt_param(v)) for k, v in run["params"].items()],
             "metrics": metric_rows(run),
-            "config": flatten(run["config"]),
+            "config": config_rows(run["config"]),
             "history": history(run),
             "frames": frames,
             "figures": figures(run, root),

@@ -1,4 +1,4 @@
-"""One trial's post-processing pipeline and its options: encode, score, sample, render."""
+"""One trial's post-processing: its Options and the timed steps (encode, score, sample, render)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaecore import classifier, data, evaluate, latent, render, runs, train
+from vaecore import data, latent, runs
+from vaecore import model as models
 from vaecore.config import ConfigError, convert
+from vaecore.post import classifier, metrics, render
 
 
 @dataclass(frozen=True)
@@ -75,32 +77,47 @@ class Steps:
 
 def load_trial_model(trial_dir: Path, device: str) -> tuple[torch.nn.Module, object]:
     try:
-        return train.load_model(trial_dir / "model.pt", device)
+        return models.load(trial_dir / "model.pt", device)
     except Exception as e:  # truncated/corrupt pickles raise many types; all mean the same here
-        raise TrialError(f"model.pt is unreadable ({type(e).__name__}: {str(e)[:80]}); "
-                         f"re-train this trial") from None
+        raise TrialError(
+            f"model.pt is unreadable ({type(e).__name__}: {str(e)[:80]}); re-train this trial"
+        ) from None
 
 
 def save_latents(path: Path, tr: tuple, te: tuple, ds: data.FashionMNIST) -> None:
     buf = io.BytesIO()
-    np.savez_compressed(buf, train_mu=tr[0].cpu().numpy(), train_log_var=tr[1].cpu().numpy(),
-                        train_y=ds.train_y.numpy(), test_mu=te[0].cpu().numpy(),
-                        test_log_var=te[1].cpu().numpy(), test_y=ds.test_y.numpy())
+    np.savez_compressed(
+        buf,
+        train_mu=tr[0].cpu().numpy(),
+        train_log_var=tr[1].cpu().numpy(),
+        train_y=ds.train_y.numpy(),
+        test_mu=te[0].cpu().numpy(),
+        test_log_var=te[1].cpu().numpy(),
+        test_y=ds.test_y.numpy(),
+    )
     runs.atomic_write_bytes(path, buf.getvalue())
 
 
 def samplers(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> dict:
     """name -> function(n, seed) -> z: the prior, the aggregate Gaussian, optionally the mixture."""
     d = tr_mu.shape[1]
-    out = {"prior": lambda n, seed: latent.prior_z(n, d, seed),
-           "aggregate": latent.fit_gaussian(tr_mu).sample}
+    out = {
+        "prior": lambda n, seed: latent.prior_z(n, d, seed),
+        "aggregate": latent.fit_gaussian(tr_mu).sample,
+    }
     if opts.mixture:
         out["mixture"] = latent.fit_mixture(tr_mu, tr_y).sample
     return out
 
 
-def run_pipeline(trial_dir: Path, ds: data.FashionMNIST, opts: Options, clf_state: dict,
-                 device: str, progress: Callable[[str], None]) -> dict:
+def run_pipeline(
+    trial_dir: Path,
+    ds: data.FashionMNIST,
+    opts: Options,
+    clf_state: dict,
+    device: str,
+    progress: Callable[[str], None],
+) -> dict:
     """Encode, score, sample, render; returns the summary (without its inputs hash)."""
     t = Steps(progress)
     with t("load"):
@@ -115,12 +132,15 @@ def run_pipeline(trial_dir: Path, ds: data.FashionMNIST, opts: Options, clf_stat
         tr, te = (tr[0].cpu(), tr[1].cpu()), (te[0].cpu(), te[1].cpu())
         save_latents(trial_dir / "latents.npz", tr, te, ds)
     with t("elbo"):
-        m = evaluate.elbo_terms(model, ds.test_x, te[0], te[1], lik, r)
-        m.update(evaluate.latent_stats(*tr))
+        m = metrics.elbo_terms(model, ds.test_x, te[0], te[1], lik, r)
+        m.update(metrics.latent_stats(*tr))
     with t("iwae"):
         n = min(opts.iwae_images, len(ds.test_x))
-        m.update(test_iwae=evaluate.iwae(model, ds.test_x[:n], opts.iwae_k, lik, r),
-                 iwae_k=opts.iwae_k, iwae_images=n)
+        m.update(
+            test_iwae=metrics.iwae(model, ds.test_x[:n], opts.iwae_k, lik, r),
+            iwae_k=opts.iwae_k,
+            iwae_images=n,
+        )
     means = latent.class_means(tr[0], ds.train_y)
     fns = samplers(tr[0], ds.train_y, opts)
     with t("render"):
@@ -140,18 +160,17 @@ def _fid(model, ds: data.FashionMNIST, te_mu, fns: dict, clf, opts: Options) -> 
     dec = lambda z: latent.decode(model, z.to(dev), opts.batch).cpu()
     floor = torch.randperm(len(ds.train_x), generator=torch.Generator().manual_seed(0))[:n]
     generated = {k: dec(fn(n, opts.sample_seed + 1)) for k, fn in fns.items()}
-    return evaluate.sample_quality(clf, ds.test_x, ds.test_y, ds.train_x[floor], dec(te_mu),
-                                   generated)
+    return metrics.sample_quality(clf, ds.test_x, ds.test_y, ds.train_x[floor], dec(te_mu), generated)
 
 
 def _inception(model, ds: data.FashionMNIST, fns: dict, opts: Options) -> dict:
     if not opts.inception:
         return {"inception_fid": None, "inception_fid_note": "skipped: [postprocess] inception = false"}
-    if evaluate.inception_weights() is None:  # checked first: no decoding when it is skipped
-        return evaluate.inception_fid(ds.test_x, torch.empty(0))
+    if metrics.inception_weights() is None:  # checked first: no decoding when it is skipped
+        return metrics.inception_fid(ds.test_x, torch.empty(0))
     n = min(opts.fid_samples, len(ds.test_x))
     z = fns["prior"](n, opts.sample_seed + 1)
-    return evaluate.inception_fid(ds.test_x[:n], latent.decode(model, z, opts.batch).cpu())
+    return metrics.inception_fid(ds.test_x[:n], latent.decode(model, z, opts.batch).cpu())
 
 
 def _summary(trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, artifacts: dict) -> dict:
@@ -161,8 +180,11 @@ def _summary(trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, arti
         "trial": trial_dir.name,
         "params": runs.read_json(trial_dir / "params.json", {}) or {},
         "config": json.loads((trial_dir / "config.json").read_text()),
-        "train": {"epochs": status.get("epochs"), "seconds": status.get("seconds"),
-                  "images_per_s": history[-1].get("images_per_s") if history else None},
+        "train": {
+            "epochs": status.get("epochs"),
+            "seconds": status.get("seconds"),
+            "images_per_s": history[-1].get("images_per_s") if history else None,
+        },
         "metrics": metrics,
         "classifier": {k: clf_info[k] for k in ("test_accuracy", "key")},
         "timings": timings,

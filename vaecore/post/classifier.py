@@ -1,7 +1,7 @@
 """The reference Fashion-MNIST classifier: a small CNN trained once, cached, used for FID and coverage.
 
 Measured on 2 shared CPU cores: ~2 minutes to train, ~92.5% test accuracy (docs/BENCHMARKS.md).
-Its 128-d penultimate layer is the feature space for the FIDs in vaecore.evaluate: a domain
+Its 128-d penultimate layer is the feature space for the FIDs in vaecore.post.metrics: a domain
 classifier sees clothing features that ImageNet's Inception-v3 does not (and needs no download).
 """
 
@@ -11,15 +11,14 @@ import hashlib
 import inspect
 import io
 import logging
-import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaecore import runs
+from vaecore.data import to_float
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,17 @@ class Classifier(nn.Module):
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, 10))
 
@@ -46,10 +53,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))  # (B, 10) logits
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("VAE_CACHE_DIR") or Path.home() / ".cache" / "vaecore")
 
 
 def cache_key(train_x: torch.Tensor, train_y: torch.Tensor) -> str:
@@ -64,10 +67,6 @@ def cache_key(train_x: torch.Tensor, train_y: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    return x.unsqueeze(1).float().div_(255.0) if x.dtype == torch.uint8 else x
-
-
 def train(train_x: torch.Tensor, train_y: torch.Tensor) -> Classifier:
     """Adam with a one-cycle schedule, no augmentation (flips slowed the short schedule down)."""
     torch.manual_seed(SEED)
@@ -79,7 +78,7 @@ def train(train_x: torch.Tensor, train_y: torch.Tensor) -> Classifier:
     model.train()
     for _ in range(EPOCHS):
         for idx in torch.randperm(len(train_x), generator=g).split(BATCH):
-            loss = F.cross_entropy(model(_as_float(train_x[idx])), train_y[idx])
+            loss = F.cross_entropy(model(to_float(train_x[idx])), train_y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -92,7 +91,7 @@ def predict(model: Classifier, x: torch.Tensor, batch: int = 512) -> tuple[torch
     """(features (N, 128), class probabilities (N, 10)) for uint8 or [0, 1] float images."""
     feats, probs = [], []
     for xb in x.split(batch):
-        f = model.features(_as_float(xb))
+        f = model.features(to_float(xb))
         feats.append(f)
         probs.append(model.head(f).softmax(1))
     return torch.cat(feats), torch.cat(probs)
@@ -102,14 +101,15 @@ def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(model, x)[1].argmax(1) == y).float().mean().item()
 
 
-def load_or_train(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                  test_y: torch.Tensor) -> tuple[Classifier, dict]:
+def load_or_train(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor
+) -> tuple[Classifier, dict]:
     """The cached classifier for this code and data, training (and caching) it on a miss.
 
     Returns (model, info) with info = {"key", "test_accuracy", "train_seconds", "cached"}.
     """
     key = cache_key(train_x, train_y)
-    path = cache_dir() / f"classifier-{key}.pt"
+    path = runs.cache_dir() / f"classifier-{key}.pt"
     if path.is_file():
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
@@ -120,8 +120,12 @@ def load_or_train(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
             log.warning("classifier cache %s unreadable (%s); retraining", path, e)
     start = time.perf_counter()
     model = train(train_x, train_y)
-    info = {"key": key, "test_accuracy": round(accuracy(model, test_x, test_y), 4),
-            "train_seconds": round(time.perf_counter() - start, 1), "train_images": len(train_x)}
+    info = {
+        "key": key,
+        "test_accuracy": round(accuracy(model, test_x, test_y), 4),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "train_images": len(train_x),
+    }
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "info": info}, buf)
     runs.atomic_write_bytes(path, buf.getvalue())

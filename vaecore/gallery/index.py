@@ -1,106 +1,28 @@
-"""Gallery page data: formatting, the runs table, plots, parallel coordinates (plain dicts)."""
+"""index.html's data: the header facts, the runs table, the plots, parallel coordinates, sample matrices."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import math
 from typing import Any
 from urllib.parse import quote
 
-from vaecore import gallery_plots
+from vaecore.gallery import plots as charts
+from vaecore.gallery.format import (
+    DASH,
+    METRICS,
+    TITLES,
+    fmt,
+    fmt_param,
+    fmt_seconds,
+    image,
+    label,
+    metric,
+    number,
+    vkey,
+)
 
-DASH = "–"
-# (key, label, better: "max" | "min" | None, format). Keys come from summary.json "metrics".
-METRICS = [
-    ("test_elbo", "test ELBO", "max", "{:.2f}"),
-    ("test_iwae", "IWAE", "max", "{:.2f}"),
-    ("test_mse", "recon MSE", "min", "{:.4f}"),
-    ("test_kl", "KL", None, "{:.2f}"),
-    ("active_units", "active units", "max", "{:.0f}"),
-    ("fid_prior", "FID prior", "min", "{:.1f}"),
-    ("fid_aggregate", "FID agg. post.", "min", "{:.1f}"),
-    ("recon_accuracy", "recon acc.", "max", "pct"),
-]
-EXTRA_METRICS = [
-    ("fid_recon", "FID reconstructions", "{:.1f}"),
-    ("fid_floor", "FID floor (test vs test)", "{:.2f}"),
-    ("iwae_k", "IWAE samples k", "{:.0f}"),
-]
 PARALLEL = ["test_elbo", "test_mse", "test_kl", "fid_prior", "recon_accuracy"]
-FIGURES = [
-    ("curves", "Training curves", ""),
-    ("recon", "Reconstructions", "test images above, reconstructions below"),
-    ("latent", "Latent space", "test set means coloured by class"),
-    ("latent_gif", "Latent space, rotating", ""),
-    ("prototypes", "Class prototypes", "decoded class means"),
-    ("morph_additive", "Additive morphs", "v_A + alpha * v_B, as in the seed"),
-    ("morph_interp", "Interpolation strips", "(1 - alpha) v_A + alpha v_B"),
-    ("morph_matrix", "All 45 class pairs", ""),
-    ("traversals", "Latent traversals", "one row per dimension"),
-]
-COMPARE = ["samples_prior", "samples_aggregate", "recon", "latent", "prototypes", "morph_matrix", "curves"]
-TITLES = {k: t for k, t, _ in FIGURES} | {
-    "samples_prior": "Prior samples",
-    "samples_aggregate": "Aggregate-posterior samples",
-}
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
-
-
-def number(value: Any) -> float | None:
-    """A finite number, or None for anything else (strings, bools, NaN, missing)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def fmt(value: Any, spec: str = "{:.4g}") -> str:
-    if value is None:
-        return DASH
-    return f"{100 * value:.1f}%" if spec == "pct" else spec.format(value)
-
-
-def fmt_param(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return DASH
-    h, rest = divmod(int(round(s)), 3600)
-    return (
-        f"{h}h {rest // 60:02d}m" if h else f"{rest // 60}m {rest % 60:02d}s" if rest >= 60 else f"{s:.1f}s"
-    )
-
-
-def vkey(value: Any) -> str:
-    """Grid values compare by meaning: 1000 and 1000.0 are the same point."""
-    n = number(value)
-    return repr(n) if n is not None else json.dumps(value, sort_keys=True)
-
-
-def label(key: str) -> str:
-    return key.rsplit(".", 1)[-1].replace("_", " ")
-
-
-def metric(run: dict, key: str) -> float | None:
-    m = run["summary"].get("metrics")
-    return number(m.get(key)) if isinstance(m, dict) else None
-
-
-def trial_url(run: dict, rel: str, root: str) -> str:
-    return f"{root}../trials/{quote(run['name'])}/{quote(rel)}"
-
-
-def image(run: dict, rel: str, root: str, alt: str, width: int | None = None) -> dict:
-    """An <img>'s attributes; small pixel grids are shown at an integer zoom so they stay crisp."""
-    w, h = run["sizes"].get(rel) or (256, 256)
-    if width:
-        w, h = width, max(1, round(h * width / w))
-    elif w <= 400:
-        zoom = max(1, round(480 / w))
-        w, h = w * zoom, h * zoom
-    return {"src": trial_url(run, rel, root), "w": w, "h": h, "alt": alt, "pixelated": not width and w < 1000}
 
 
 def swept_axes(sweep: dict) -> list[dict]:
@@ -189,7 +111,7 @@ def plots(sweep: dict, axes: list[dict]) -> list[dict]:
         out.append(
             {
                 "src": "plots/rate_distortion.png",
-                "png": gallery_plots.rate_distortion(pts),
+                "png": charts.rate_distortion(pts),
                 "alt": "Rate-distortion: test KL against reconstruction MSE, one point per run, colour = FID",
             }
         )
@@ -213,7 +135,7 @@ def plots(sweep: dict, axes: list[dict]) -> list[dict]:
         out.append(
             {
                 "src": "plots/fid_by_axis.png",
-                "png": gallery_plots.fid_by_axis(specs),
+                "png": charts.fid_by_axis(specs),
                 "alt": "FID of prior and aggregate-posterior samples against each swept hyperparameter",
             }
         )
@@ -269,6 +191,103 @@ def parallel(sweep: dict, axes: list[dict]) -> dict | None:
         }
         for r in runs
     ]
-    svg = gallery_plots.parallel_coords(cols, lines)
+    svg = charts.parallel_coords(cols, lines)
     svg["legend"] = [ln for ln in lines if ln["best"]]
     return svg
+
+
+def matrices(sweep: dict, axes: list[dict], kind: str) -> list[dict]:
+    """Thumbnails on the two axes with the most values; one matrix per combination of the other axes."""
+    main = sorted(axes, key=lambda a: -len(a["values"]))[:2]  # stable: ties keep grid order
+    main.sort(key=axes.index)
+    rows_ax = main[0] if main else None
+    cols_ax = main[1] if len(main) > 1 else None
+    others = [a for a in axes if a not in main]
+    groups = []
+    for combo in itertools.product(*[a["values"] for a in others]):
+        fixed = {a["key"]: vkey(v) for a, v in zip(others, combo, strict=False)}
+        caption = ", ".join(f"{a['label']} = {fmt_param(v)}" for a, v in zip(others, combo, strict=False))
+        rows = []
+        for rv in rows_ax["values"] if rows_ax else [None]:
+            cells = [
+                _cell(sweep, {**fixed, **_pin(rows_ax, rv), **_pin(cols_ax, cv)}, kind)
+                for cv in (cols_ax["values"] if cols_ax else [None])
+            ]
+            rows.append({"value": fmt_param(rv) if rows_ax else "", "cells": cells})
+        groups.append(
+            {
+                "caption": caption,
+                "rows": rows,
+                "cols": [fmt_param(v) for v in cols_ax["values"]] if cols_ax else [""],
+            }
+        )
+    return groups
+
+
+def _pin(axis: dict | None, value: Any) -> dict:
+    return {axis["key"]: vkey(value)} if axis else {}
+
+
+def _cell(sweep: dict, want: dict, kind: str) -> dict:
+    match = [r for r in sweep["runs"] if all(vkey(r["params"].get(k)) == v for k, v in want.items())]
+    if not match:
+        return {"href": "", "name": "", "img": None, "note": "no run"}
+    run = match[0]
+    rel = run["artifacts"].get(kind)
+    if kind == "samples_prior" and run["frames"]:
+        # The last epoch's bare 8 x 8 grid (the same prior vectors in every run of one latent
+        # size) stays readable as a thumbnail; the titled 10 x 10 figure does not.
+        rel = run["frames"][-1]
+    note = run_note(run) or ("" if rel else "no picture")
+    img = image(run, rel, "", f"{TITLES[kind]} of {run['name']}", width=160) if rel else None
+    return {"href": "runs/" + quote(run["page"]), "name": run["name"], "img": img, "note": note}
+
+
+def index_context(sweep: dict) -> dict:
+    m, runs = sweep["manifest"], sweep["runs"]
+    axes = swept_axes(sweep)
+    count = {s: sum(r["state"] == s for r in runs) for s in ("completed", "failed", "pending")}
+    unprocessed = sum(r["state"] == "completed" and not r["post_processed"] for r in runs)
+    hw = m.get("hardware") if isinstance(m.get("hardware"), dict) else {}
+    gpus = ", ".join(map(str, hw.get("gpu_names") or []))
+    timings = m.get("timings") if isinstance(m.get("timings"), dict) else {}
+    versions = m.get("versions") if isinstance(m.get("versions"), dict) else {}
+    facts = [
+        ("description", str(m.get("description") or sweep["description"] or DASH)),
+        ("dataset", _dataset(runs)),
+        ("base config", str(m.get("base") or DASH)),
+        (
+            "runs",
+            f"{len(runs)}: {count['completed']} completed, {count['failed']} failed, "
+            f"{count['pending']} pending" + (f" ({unprocessed} not post-processed)" if unprocessed else ""),
+        ),
+        ("total training time", fmt_seconds(sum(r["seconds"] or 0 for r in runs))),
+        ("sweep wall time", fmt_seconds(number(timings.get("sweep_s")))),
+        (
+            "hardware",
+            f"{hw.get('nodes', '?')} node(s), {hw.get('cpus', '?')} CPUs, {hw.get('gpus', 0)} GPUs"
+            + (f" ({gpus})" if gpus else ""),
+        ),
+        ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or DASH),
+        ("git revision", str(m.get("git") or DASH)),
+        ("overrides", ", ".join(f"{k}={fmt_param(v)}" for k, v in (m.get("set") or {}).items()) or DASH),
+        ("built from inputs as of", sweep["inputs_time"]),
+    ]
+    return {
+        "title": sweep["name"],
+        "root": "",
+        "sweep": sweep["name"],
+        "facts": facts,
+        "table": table(sweep, axes),
+        "plots": plots(sweep, axes),
+        "parallel": parallel(sweep, axes),
+        "samples": matrices(sweep, axes, "samples_prior"),
+        "recons": matrices(sweep, axes, "recon"),
+        "matrix_axes": " × ".join(a["label"] for a in sorted(axes, key=lambda a: -len(a["values"]))[:2]),
+    }
+
+
+def _dataset(runs: list[dict]) -> str:
+    data = next((r["config"].get("data") for r in runs if isinstance(r["config"].get("data"), dict)), {})
+    per_class = number(data.get("train_per_class"))
+    return "Fashion-MNIST" + (f" ({per_class:.0f} training images per class)" if per_class else "")

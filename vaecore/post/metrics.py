@@ -17,13 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vaecore.data import to_float
 from vaecore.losses import kl_per_dim, neg_log_likelihood, pixel_error
+from vaecore.post.classifier import predict
 
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _float(x: torch.Tensor) -> torch.Tensor:
-    return x.unsqueeze(1).float().div_(255.0)
 
 
 # --- likelihood bounds --------------------------------------------------------------------------
@@ -35,8 +33,14 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> tor
 
 
 @torch.inference_mode()
-def log_weights(model: nn.Module, x: torch.Tensor, k: int, likelihood: str, recon_multiplier: float,
-                generator: torch.Generator) -> torch.Tensor:
+def log_weights(
+    model: nn.Module,
+    x: torch.Tensor,
+    k: int,
+    likelihood: str,
+    recon_multiplier: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) for k draws per image: (B, k). x is float (B, 1, 28, 28)."""
     mu, log_var = model.encode(x)  # (B, d)
     eps = torch.randn((k, *mu.shape), generator=generator).to(mu.device)  # (k, B, d)
@@ -49,36 +53,57 @@ def log_weights(model: nn.Module, x: torch.Tensor, k: int, likelihood: str, reco
     return (log_px_z + log_pz - log_qz).T  # (B, k)
 
 
-def iwae(model: nn.Module, x: torch.Tensor, k: int, likelihood: str, recon_multiplier: float,
-         seed: int = 0, decodes_per_batch: int = 512) -> float:
+def iwae(
+    model: nn.Module,
+    x: torch.Tensor,
+    k: int,
+    likelihood: str,
+    recon_multiplier: float,
+    seed: int = 0,
+    decodes_per_batch: int = 512,
+) -> float:
     """Mean IWAE bound on log p(x) in nats per image over uint8 images x; k = 1 is the ELBO."""
     g = torch.Generator().manual_seed(seed)
     per = max(1, decodes_per_batch // k)
     device = next(model.parameters()).device
     total = 0.0
     for xb in x.split(per):
-        lw = log_weights(model, _float(xb).to(device), k, likelihood, recon_multiplier, g)
+        lw = log_weights(model, to_float(xb).to(device), k, likelihood, recon_multiplier, g)
         total += (lw.logsumexp(1) - math.log(k)).sum().item()
     return total / len(x)
 
 
 @torch.inference_mode()
-def elbo_terms(model: nn.Module, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor,
-               likelihood: str, recon_multiplier: float, seed: int = 12345) -> dict:
+def elbo_terms(
+    model: nn.Module,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    likelihood: str,
+    recon_multiplier: float,
+    seed: int = 12345,
+) -> dict:
     """Test metrics from the encoded test set: ELBO (one fixed-noise z), MSE at z = mu, KL per dim."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     nll, sq = 0.0, 0.0
     for xb, mb, lb in zip(x.split(256), mu.split(256), log_var.split(256), strict=True):
-        xf, mb, lb = _float(xb).to(device), mb.to(device), lb.to(device)
+        xf, mb, lb = to_float(xb).to(device), mb.to(device), lb.to(device)
         z = mb + (0.5 * lb).exp() * torch.randn(mb.shape, generator=g).to(device)
-        nll += neg_log_likelihood(pixel_error(xf, model.decode(z), likelihood), likelihood,
-                                  recon_multiplier).sum().item()
+        nll += (
+            neg_log_likelihood(pixel_error(xf, model.decode(z), likelihood), likelihood, recon_multiplier)
+            .sum()
+            .item()
+        )
         sq += (xf - model.decode(mb)).pow(2).flatten(1).mean(1).sum().item()
     kl_dims = kl_per_dim(mu, log_var).mean(0)  # (d,)
     n = len(x)
-    return {"test_elbo": -(nll / n) - kl_dims.sum().item(), "test_mse": sq / n,
-            "test_kl": kl_dims.sum().item(), "kl_per_dim": kl_dims.tolist()}
+    return {
+        "test_elbo": -(nll / n) - kl_dims.sum().item(),
+        "test_mse": sq / n,
+        "test_kl": kl_dims.sum().item(),
+        "kl_per_dim": kl_dims.tolist(),
+    }
 
 
 # --- the aggregate posterior --------------------------------------------------------------------
@@ -93,8 +118,12 @@ def latent_stats(mu: torch.Tensor, log_var: torch.Tensor, threshold: float = 0.0
     """
     var_mu = mu.var(0)
     agg_var = var_mu + log_var.exp().mean(0)
-    return {"active_units": int((var_mu > threshold).sum()), "agg_mean": mu.mean(0).tolist(),
-            "agg_std": agg_var.sqrt().tolist(), "mu_std": var_mu.sqrt().tolist()}
+    return {
+        "active_units": int((var_mu > threshold).sum()),
+        "agg_mean": mu.mean(0).tolist(),
+        "agg_std": agg_var.sqrt().tolist(),
+        "mu_std": var_mu.sqrt().tolist(),
+    }
 
 
 # --- sample quality -----------------------------------------------------------------------------
@@ -115,8 +144,11 @@ def coverage(probs: torch.Tensor) -> dict:
     """How the classifier sees a sample set: predicted-class histogram, its entropy, confidence."""
     hist = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double() / len(probs)
     entropy = -(hist[hist > 0] * hist[hist > 0].log()).sum()  # nats; uniform over 10 = 2.303
-    return {"histogram": [round(h, 4) for h in hist.tolist()], "entropy": float(entropy),
-            "mean_max_prob": float(probs.max(1).values.mean())}
+    return {
+        "histogram": [round(h, 4) for h in hist.tolist()],
+        "entropy": float(entropy),
+        "mean_max_prob": float(probs.max(1).values.mean()),
+    }
 
 
 # --- Inception FID (only where the weights are already on disk) ---------------------------------
@@ -147,21 +179,27 @@ def inception_features(images: torch.Tensor, weights: Path, batch: int = 100) ->
     return torch.cat(out)
 
 
-def sample_quality(clf: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor,
-                   floor_x: torch.Tensor, recons: torch.Tensor, generated: dict[str, torch.Tensor]
-                   ) -> dict:
+def sample_quality(
+    clf: nn.Module,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    floor_x: torch.Tensor,
+    recons: torch.Tensor,
+    generated: dict[str, torch.Tensor],
+) -> dict:
     """FIDs in the reference classifier's feature space against the test images, and coverage.
 
     fid_floor compares real train images (floor_x) with the test images: no model gets below it.
     """
-    from vaecore.classifier import predict
-
     real, _ = predict(clf, test_x)
     floor, _ = predict(clf, floor_x)
     rec_f, rec_p = predict(clf, recons)
-    out = {"fid_floor": fid(floor, real), "fid_recon": fid(rec_f, real),
-           "recon_accuracy": float((rec_p.argmax(1) == test_y).float().mean()),
-           "fid_samples": len(next(iter(generated.values())))}
+    out = {
+        "fid_floor": fid(floor, real),
+        "fid_recon": fid(rec_f, real),
+        "recon_accuracy": float((rec_p.argmax(1) == test_y).float().mean()),
+        "fid_samples": len(next(iter(generated.values()))),
+    }
     for name, images in generated.items():
         feats, probs = predict(clf, images)
         out[f"fid_{name}"] = fid(feats, real)
@@ -173,9 +211,13 @@ def inception_fid(test_x: torch.Tensor, generated: torch.Tensor) -> dict:
     """The standard Inception FID if the weights are on disk; else None and why it was skipped."""
     weights = inception_weights()
     if weights is None:
-        return {"inception_fid": None,
-                "inception_fid_note": "skipped: no Inception-v3 weights in the torch cache "
-                                      f"({Path(torch.hub.get_dir()) / 'checkpoints'}); never downloaded"}
-    real = inception_features(test_x.unsqueeze(1).float() / 255.0, weights)
-    return {"inception_fid": fid(inception_features(generated, weights), real),
-            "inception_fid_note": f"prior samples vs {len(test_x)} test images, {weights.name}"}
+        return {
+            "inception_fid": None,
+            "inception_fid_note": "skipped: no Inception-v3 weights in the torch cache "
+            f"({Path(torch.hub.get_dir()) / 'checkpoints'}); never downloaded",
+        }
+    real = inception_features(to_float(test_x), weights)
+    return {
+        "inception_fid": fid(inception_features(generated, weights), real),
+        "inception_fid_note": f"prior samples vs {len(test_x)} test images, {weights.name}",
+    }
