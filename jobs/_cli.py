@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from vaecore.config import ConfigError
 from vaecore.data import DataError
+from vaecore.sweep import Busy
 
-EXPECTED = (ConfigError, DataError, FileNotFoundError, ConnectionError)
+EXPECTED = (ConfigError, DataError, FileNotFoundError, ConnectionError, Busy)
 
 
 def run(main: Callable[[], int]) -> None:

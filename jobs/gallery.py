@@ -25,7 +25,8 @@ def publish(sweep_dir: Path) -> Path:
     print(f"gallery: {index} (built in {time.perf_counter() - start:.1f} s)")
     print(
         f"view it: open file://{index} in a browser, or run "
-        f"`python -m http.server -d {sweep_dir} 8000` and open http://127.0.0.1:8000/gallery/"
+        f"`python -m http.server --bind 127.0.0.1 -d {sweep_dir} 8000` and open http://127.0.0.1:8000/gallery/"
+        f" (this machine only: the folder holds the models too)"
     )
     return index
 

@@ -1,4 +1,8 @@
-"""Post-process a finished sweep: python -m jobs.postprocess <out>/<sweep> [--force] [--address A]."""
+"""Post-process a finished sweep: python -m jobs.postprocess <out>/<sweep> [--force] [--address A].
+
+Exit status: 0 done (trials not yet trained are skipped, not failures); 2 bad input or the sweep
+folder is in use by its driver; 3 post-processing failed for at least one trial.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,16 @@ from pathlib import Path
 
 from jobs import _cli
 from jobs.gallery import publish
+from vaecore import sweep as sweeps
 from vaecore.post import sweep as post_sweep
+
+EXIT_FAILED = 3
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="vae-postprocess", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="vae-postprocess", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("sweep_dir", type=Path, help="the sweep folder, <out>/<sweep>, holding trials/")
     p.add_argument(
         "--force",
@@ -52,17 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if not args.sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder not found: {args.sweep_dir}")
-    use_ray = None
-    if args.address:
-        import ray
+    with sweeps.lock(args.sweep_dir, "jobs.postprocess"):
+        use_ray = None
+        if args.address:
+            import ray
 
-        ray.init(address=args.address, log_to_driver=False)
-        use_ray = True
-    results = run(args.sweep_dir, args.force, use_ray, not args.no_gallery)
+            ray.init(address=args.address, log_to_driver=False)
+            use_ray = True
+        results = run(args.sweep_dir, args.force, use_ray, not args.no_gallery)
     failed = sum(r["status"] == "failed" for r in results.values())
     if failed:
-        print(f"{failed} of {len(results)} trials failed", file=sys.stderr)
-    return 1 if results and failed == len(results) else 0
+        print(f"{failed} of {len(results)} trials failed post-processing", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 if __name__ == "__main__":

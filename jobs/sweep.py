@@ -3,13 +3,18 @@
     python -m jobs.sweep --config jobs/configs/demo.toml [--out runs] [--set train.epochs=2]
 
 Re-running the same command continues: completed trials are kept, interrupted ones resume from
-their last checkpoint.
+their last checkpoint, trials that crashed are trained again, diverged ones stay failed unless
+--retry-failed. One driver per sweep folder: a second one is refused.
+
+Exit status: 0 done; 1 no trial completed; 2 bad input or the folder is in use; 3 post-processing
+failed for a completed trial; 130 stopped by Ctrl+C or SIGTERM (re-run to continue).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +25,8 @@ from vaecore import sweep as sweeps
 from vaecore.config import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo.toml"
+EXIT_NONE_COMPLETED = 1  # no trial completed (others: 2 bad input or a busy folder, 3 below, 130 stopped)
+EXIT_POSTPROCESS_FAILED = 3  # training completed, but post-processing failed for a completed trial
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +67,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--retry-failed",
         action="store_true",
-        help="train failed trials again (by default they are reported and kept)",
+        help="train diverged (NaN/inf) trials again; crashed ones are always retried",
+    )
+    p.add_argument(
+        "--max-trials",
+        type=int,
+        default=sweeps.MAX_TRIALS,
+        help=f"refuse grids with more trials than this (default {sweeps.MAX_TRIALS:,})",
     )
     p.add_argument(
         "--max-failures",
@@ -117,33 +130,48 @@ def print_summary(manifest: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    sweep = sweeps.load(args.config, args.overrides)
-    trials = sweep.trials
-    sweep_dir = args.out / sweep.name
     if args.max_failures < 0:
-        raise ConfigError("--max-failures must be >= 0")
+        raise ConfigError(f"--max-failures must be >= 0, got {args.max_failures}")
+    sweep = sweeps.load(args.config, args.overrides, args.max_trials)
+    sweep_dir = args.out / sweep.name
     distributed.check_reachable(args.address)
-    for cfg_data in {t.config.data for t in trials}:  # verify once here, not in every worker
+    for cfg_data in {t.config.data for t in sweep.trials}:  # verify once here, not in every worker
         ds = data.load(cfg_data.dir, cfg_data.download)
         print(f"data: verified {ds.source}")
+    with sweeps.lock(sweep_dir, "jobs.sweep"):
+        return run(sweep, sweep_dir, args)
+
+
+def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
+    """Train what is pending, then post-process; the caller holds the sweep folder's lock."""
     sweeps.prepare(sweep, sweep_dir, args.fresh)
     todo = sweeps.pending(sweep, sweep_dir, args.retry_failed)
+    n = len(sweep.trials)
     print(
-        f"sweep '{sweep.name}': {len(trials)} trials, {len(trials) - len(todo)} already done, "
-        f"{len(todo)} to train -> {sweep_dir}"
+        f"sweep '{sweep.name}': {n} trials, {n - len(todo)} already done, {len(todo)} to train -> {sweep_dir}"
     )
     with distributed.ray_session(args.address) as extra:
-        sweeps.write_manifest(sweep, sweep_dir, extra)
+        sweeps.write_manifest(sweep, sweep_dir, extra, new_run=True)
         if todo:
             start = time.time()
-            distributed.run_trials(todo, sweep_dir, Printer(trials), args.max_failures)
+            try:
+                distributed.run_trials(todo, sweep_dir, Printer(sweep.trials), args.max_failures)
+            except KeyboardInterrupt:  # Ctrl+C or SIGTERM (Slurm preemption): no post-processing
+                sweeps.mark_interrupted(todo, sweep_dir)
+                sweeps.write_manifest(sweep, sweep_dir, extra)
+                raise
             extra["timings"]["sweep_s"] = round(time.time() - start, 2)
         manifest = sweeps.write_manifest(sweep, sweep_dir, extra)
         print_summary(manifest)
         completed = [n for n, t in manifest["trials"].items() if t["status"] == "completed"]
-        if completed and not args.no_postprocess:
-            jobs.postprocess.run(sweep_dir)
-    return 0 if completed else 1
+        if not completed:
+            return EXIT_NONE_COMPLETED
+        if not args.no_postprocess:
+            results = jobs.postprocess.run(sweep_dir)
+            if any(results.get(n, {}).get("status") == "failed" for n in completed):
+                print("post-processing failed for a completed trial (see above)", file=sys.stderr)
+                return EXIT_POSTPROCESS_FAILED
+    return 0
 
 
 if __name__ == "__main__":

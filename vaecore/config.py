@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -134,6 +137,8 @@ def convert(key: str, value: Any, tp: type) -> Any:
         value = float(value)
     if type(value) is not tp:
         raise ConfigError(f"{key} must be a {tp.__name__}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return value
 
 
@@ -221,14 +226,35 @@ def to_toml(cfg: Config) -> str:
 
 
 def toml_literal(v: Any) -> str:
-    """A Python bool, number, string or list as a TOML value."""
+    """A Python bool, finite number, string or list as a TOML value.
+
+    Strings are written as JSON strings, which are valid TOML basic strings (newlines and control
+    characters escaped as \\n, \\uXXXX), except DEL, which TOML also wants escaped.
+    """
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(v).replace("\x7f", "\\u007f")
     if isinstance(v, list):
         return "[" + ", ".join(toml_literal(x) for x in v) + "]"
-    return repr(v)
+    if isinstance(v, int | float) and math.isfinite(v):
+        return repr(v)
+    raise ConfigError(f"cannot write {v!r} to TOML: only finite numbers, strings, booleans and lists")
+
+
+def digest(cfg_dict: dict[str, Any]) -> str:
+    """A short, stable hash of a resolved config (its asdict form): a trial's identity."""
+    return hashlib.sha256(json.dumps(cfg_dict, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ, as "key: old -> new" (both asdict forms)."""
+    a, b = flatten(old), flatten(new)
+    return [
+        f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 def from_dict(d: dict[str, Any]) -> Config:

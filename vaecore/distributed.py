@@ -27,7 +27,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaecore import data, runs, train
-from vaecore.config import ConfigError, from_dict
+from vaecore.config import ConfigError, digest, from_dict
 from vaecore.sweep import Trial
 
 FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it missing crashes once
@@ -50,9 +50,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     resume_dir = loop_cfg.get("resume_from") if checkpoint is None else None
     if checkpoint or resume_dir:
         with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(resume_dir) as d:
-            train.load_state(
-                s, torch.load(Path(d) / "checkpoint.pt", map_location=device, weights_only=False)
-            )
+            train.load_state(s, runs.torch_load(Path(d) / "checkpoint.pt", device), cfg, device, rank)
         if rank == 0:
             _log_event(trial_dir, "resumed", s.epoch)
     clock["ready"] = time.time()
@@ -75,11 +73,12 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
 
 def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device) -> None:
     """Rank 0 writes our files and a Ray checkpoint; every rank reports (Ray expects all to)."""
+    rng = train.gather_rng(device)  # every rank's random state: the resume is exact for each
     if rank != 0:
         ray.train.report(row)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save(train.state_dict(s, cfg), Path(d) / "checkpoint.pt")
+        torch.save(train.state_dict(s, cfg, rng), Path(d) / "checkpoint.pt")
         ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
     # After the checkpoint is stored: an epoch in metrics.jsonl is never lost by a crash.
     train.write_epoch_files(s, trial_dir, device)
@@ -140,15 +139,26 @@ def run_trial(tune_cfg: dict) -> None:
         trainer.fit()
     except Exception as e:  # a crash after all retries: record it, let the other trials go on
         status = {"status": "failed", "reason": _first_line(e)}
-    diverged = runs.read_json(trial_dir / "diverged.json")
-    if diverged:
-        status = {"status": "failed", "reason": diverged["reason"]}
+    diverged = runs.read_dict(trial_dir / "diverged.json")
+    if diverged:  # final: training again would diverge again (--retry-failed overrides)
+        status = {"status": "failed", "reason": diverged.get("reason", "diverged"), "final": True}
     elif status["status"] == "completed" and not (trial_dir / "model.pt").is_file():
         status = {"status": "failed", "reason": "training ended without writing model.pt"}
     status["epochs"] = len(runs.read_jsonl(trial_dir / "metrics.jsonl"))
     status["seconds"] = round(time.time() - start, 2)
-    status.update(overheads(runs.read_json(trial_dir / "worker_clock.json") or {}, start))
+    status.update(overheads(runs.read_dict(trial_dir / "worker_clock.json"), start))
+    status.update(provenance(spec["config"]))
     runs.write_json(trial_dir / "status.json", status)
+
+
+def provenance(cfg_dict: dict) -> dict:
+    """What trained a trial: its config's digest, the code revision, versions, the host."""
+    return {
+        "config_digest": digest(cfg_dict),
+        "git": runs.git_revision(),
+        "versions": runs.versions(),
+        "host": socket.gethostname(),
+    }
 
 
 def overheads(clock: dict, start: float) -> dict:
@@ -171,7 +181,7 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     """
     for d in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # names sort by time
         try:
-            torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=False)
+            runs.torch_load(d / "checkpoint.pt")
         except Exception:  # half-copied or missing: try the one before
             continue
         return str(d)
@@ -322,9 +332,13 @@ def ray_session(address: str | None):
         logging_level="WARNING",
         include_dashboard=False if not address else None,
     )
-    # After ray.init, which installs its own SIGTERM handler: on Slurm preemption stop like
-    # Ctrl+C (Tune saves its state, the trials keep their checkpoints) so a re-run resumes.
+    # After ray.init, which installs its own SIGTERM handler. Ctrl+C and SIGTERM (Slurm
+    # preemption) both raise KeyboardInterrupt: the driver stops at once, the trials keep their
+    # checkpoints, nothing is post-processed, and a re-run resumes. Tune's own SIGINT handler
+    # would instead end fit() quietly, as if the sweep had finished.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         extra = {"hardware": hardware(), "timings": {"ray_init_s": round(time.time() - start, 2)}}
         hw = extra["hardware"]

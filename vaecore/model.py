@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vaecore import runs
 from vaecore.config import Config, from_dict
 
 
@@ -120,7 +121,7 @@ def build(arch: str, latent_dim: int) -> VAE:
 
 def load(path: Path, device: torch.device | str = "cpu") -> tuple[VAE, Config]:
     """A trained model (eval mode) and its config from a checkpoint or a final model.pt."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = runs.torch_load(path, device)
     cfg = from_dict(state["config"])
     model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
     model.load_state_dict(state["model"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -28,6 +29,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable: without this a power loss can undo it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (and NFS clients) refuse fsync on a folder; nothing to do
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -87,6 +100,14 @@ def torch_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def torch_load(path: Path, device: Any = "cpu") -> Any:
+    """A checkpoint or model file, loaded as data only (weights_only=True): a crafted pickle in a
+    shared sweep folder cannot run code. Our files hold only tensors, numbers, strings, lists, dicts."""
+    import torch
+
+    return torch.load(path, map_location=device, weights_only=True)
+
+
 def cache_dir() -> Path:
     """The one cache folder (reference classifier, dataset verification stamps): $VAE_CACHE_DIR,
     else $XDG_CACHE_HOME/vaecore, else ~/.cache/vaecore."""
@@ -105,8 +126,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
 def git_revision(where: Path | None = None) -> str:
-    """The code's git commit (with '-dirty' if modified), or 'unknown' outside a checkout."""
+    """The code's git commit (with '-dirty' if modified), or 'unknown' outside a checkout.
+
+    Asked once per process: every checkpoint and status records it."""
     where = where or Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(

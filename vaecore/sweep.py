@@ -7,14 +7,22 @@ keeps; nothing here imports Ray.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import itertools
+import json
+import math
+import os
 import re
-import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from vaecore import config, runs
 from vaecore.config import Config, ConfigError
@@ -48,27 +56,86 @@ class Sweep:
     trials: list[Trial] = field(default_factory=list, compare=False)  # the grid, expanded by load()
 
 
-def load(path: str | Path, cli_overrides: list[str] | None = None) -> Sweep:
-    """Read a sweep TOML; `--set key=value` overrides join (and win over) its [set] table."""
+MAX_TRIALS = 10_000  # a grid bigger than this is more likely a typo than a plan; --max-trials lifts it
+TOP_TYPES = {"name": str, "description": str, "base": str, "set": dict, "grid": dict, "postprocess": dict}
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+NAME_BYTES = 100  # trial names longer than this are shortened with a hash (file names stop at 255)
+
+
+def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: int = MAX_TRIALS) -> Sweep:
+    """Read and validate a sweep TOML; `--set key=value` overrides join (and win over) its [set].
+
+    Everything is checked here, before anything is written or trained: types, names, every grid
+    point's config, the [postprocess] options, and that the resolved sweep writes back as TOML.
+    """
     path = Path(path)
     raw = config.read_toml(path)
     unknown = set(raw) - SWEEP_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown sweep key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
+    for key, tp in TOP_TYPES.items():
+        if key in raw and not isinstance(raw[key], tp):
+            want = "a table" if tp is dict else "a string"
+            raise ConfigError(f"{path}: '{key}' must be {want}, got {type(raw[key]).__name__} {raw[key]!r}")
+    name = check_sweep_name(raw.get("name", path.stem))
     base = raw.get("base", "default")
-    if base.endswith(".toml") and not Path(base).is_absolute():
-        base = str(path.parent / base)
+    if base.endswith(".toml"):
+        base = str((path.parent / base).resolve())  # one spelling, whatever the working directory
     overrides = {**config.flatten(raw.get("set", {})), **config.parse_overrides(cli_overrides or [])}
     grid = {k: v if isinstance(v, list) else [v] for k, v in config.flatten(raw.get("grid", {})).items()}
-    return Sweep(
-        name=raw.get("name", path.stem),
+    size = math.prod(len(v) for v in grid.values())
+    if size > max_trials:
+        raise ConfigError(
+            f"the grid has {size:,} trials, more than the limit of {max_trials:,}; "
+            f"shrink the grid or pass --max-trials {size}"
+        )
+    postprocess = raw.get("postprocess", {})
+    from vaecore.post.trial import (
+        options_from,  # torch is loaded by then anyway; checked now, not hours later
+    )
+
+    options_from(postprocess)
+    sweep = Sweep(
+        name=name,
         base=base,
         overrides=overrides,
         grid=grid,
         description=raw.get("description", ""),
-        postprocess=raw.get("postprocess", {}),
+        postprocess=postprocess,
         trials=expand(base, overrides, grid),
-    )  # every grid point validated before anything starts
+    )
+    check_round_trip(sweep, path)
+    return sweep
+
+
+def check_round_trip(sweep: Sweep, path: Path) -> None:
+    """sweep.toml is what post-processing and the gallery read: it must parse back to this sweep."""
+    want = {
+        "name": sweep.name,
+        "base": sweep.base,
+        "description": sweep.description,
+        "set": sweep.overrides,
+        "grid": sweep.grid,
+        "postprocess": sweep.postprocess,
+    }
+    try:
+        ok = tomllib.loads(to_toml(sweep)) == want
+    except tomllib.TOMLDecodeError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{path}: the resolved sweep does not write back as the same TOML; simplify its values"
+        )
+
+
+def check_sweep_name(name: str) -> str:
+    """A sweep name is one plain folder name: never empty, '.', '..', a path or hidden."""
+    if not SAFE_NAME.fullmatch(name) or name in (".", "..") or len(name.encode()) > NAME_BYTES:
+        raise ConfigError(
+            f"sweep name {name!r} is not a plain folder name; use letters, digits, '.', '_' and '-' "
+            f"(not starting with '.' or '-', at most {NAME_BYTES} characters)"
+        )
+    return name
 
 
 def expand(base_name: str, overrides: dict[str, Any], grid: dict[str, list[Any]]) -> list[Trial]:
@@ -84,9 +151,11 @@ def expand(base_name: str, overrides: dict[str, Any], grid: dict[str, list[Any]]
         cfg = config.apply(base, raw)
         params = {k: config.flatten(asdict(cfg))[k] for k in keys}
         out.append(Trial(trial_name(params), params, cfg))
-    names = [t.name for t in out]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"grid values give duplicate trial names: {sorted(names)}")
+    folded = [t.name.lower() for t in out]  # case-insensitive filesystems would merge these
+    if len(set(folded)) != len(folded):
+        raise ConfigError(
+            f"grid values give duplicate trial names (ignoring case): {sorted(t.name for t in out)}"
+        )
     return out
 
 
@@ -96,8 +165,13 @@ def trial_name(params: dict[str, Any]) -> str:
     for key, value in params.items():
         text = _plain(value)
         parts.append(text if isinstance(value, str) else SHORT.get(key, key.split(".")[-1]) + text)
-    name = "-".join(parts) or "base"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts) or "base")
+    if name.startswith((".", "-")):  # never '.', '..', hidden or option-like
+        name = "_" + name
+    if len(name) > NAME_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: NAME_BYTES - 9]}-{digest}"
+    return name
 
 
 def _plain(value: Any) -> str:
@@ -127,41 +201,135 @@ def to_toml(sweep: Sweep) -> str:
 # --- the sweep folder ---------------------------------------------------------------------------
 
 
+class Busy(RuntimeError):
+    """Another process holds the sweep folder; the message names it."""
+
+
+@contextlib.contextmanager
+def lock(sweep_dir: Path, what: str):
+    """Hold the sweep folder exclusively: one driver (or post-processing run) per folder.
+
+    The lock is flock() on <out>/.<sweep>.lock, beside the folder so that --fresh can move the
+    folder while holding it. The kernel drops it when the holder dies, so a killed driver never
+    leaves a stale lock; the file's text only says who holds it. On NFS, Linux maps flock to the
+    server's byte-range locks: it works across nodes where the server supports locking, and a
+    filesystem without working locks is refused with a message rather than run unprotected.
+    """
+    path = sweep_dir.parent / f".{sweep_dir.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = runs.read_dict(path)
+        os.close(fd)
+        who = f"{holder.get('what', 'another process')} (pid {holder.get('pid', '?')}"
+        who += f" on {holder.get('host', '?')}"
+        raise Busy(
+            f"{sweep_dir} is in use by {who}, since {holder.get('since', '?')}); "
+            f"wait for it to end or stop it, then re-run"
+        ) from None
+    except OSError as e:
+        os.close(fd)
+        raise Busy(f"cannot lock {path} ({e}); put --out on a filesystem that supports file locks") from None
+    try:
+        info = {"what": what, "pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def prepare(sweep: Sweep, sweep_dir: Path, fresh: bool) -> None:
-    """Create the folder, or refuse to mix a different sweep into an existing one."""
+    """Create the folder and each trial's config.json/params.json, or refuse a different sweep.
+
+    "The same sweep" means that every trial already in the folder is in this sweep with the same
+    resolved config, however the sweep file was spelled or wherever it lives; new grid points
+    are added. A trial's config.json is written once, at creation, and never rewritten: it is the
+    config the trial was trained with. sweep.toml is rewritten when its text changes (a new
+    description or [postprocess] table, a new grid point).
+    """
+    if fresh and sweep_dir.exists():
+        aside = sweep_dir.with_name(f"{sweep_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(sweep_dir, aside)
+        runs.fsync_dir(sweep_dir.parent)
+        print(f"--fresh: moved the previous sweep to {aside}")
+    differs = differences(sweep, sweep_dir)
+    if differs:
+        raise ConfigError(
+            f"{sweep_dir} holds a different sweep ({differs}); re-run with the same settings to continue, "
+            f"pass --fresh to start over, or choose another --out"
+        )
     text = to_toml(sweep)
     old = sweep_dir / "sweep.toml"
-    if old.is_file() and fresh:
-        aside = sweep_dir.with_name(f"{sweep_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(sweep_dir, aside)
-        print(f"--fresh: moved the previous sweep to {aside}")
-    elif old.is_file() and old.read_text() != text:
-        raise ConfigError(
-            f"{sweep_dir} holds a different sweep (its sweep.toml differs); "
-            f"re-run with the same settings to continue, pass --fresh to start over, "
-            f"or choose another --out"
-        )
-    runs.atomic_write_text(sweep_dir / "sweep.toml", text)
+    if not old.is_file() or old.read_text() != text:
+        runs.atomic_write_text(old, text)
+    for t in sweep.trials:
+        d = sweep_dir / "trials" / t.name
+        if not (d / "config.json").is_file():
+            runs.write_json(d / "params.json", t.params)
+            runs.write_json(d / "config.json", asdict(t.config))  # last: marks the trial as created
+
+
+def differences(sweep: Sweep, sweep_dir: Path) -> str:
+    """'' when sweep_dir is empty or holds this sweep, else what differs, in a few words."""
+    folder = sweep_dir / "trials"
+    have = {p.name for p in folder.iterdir() if (p / "config.json").is_file()} if folder.is_dir() else set()
+    extra = sorted(have - {t.name for t in sweep.trials})
+    if extra:
+        return f"its trials include {', '.join(extra[:3])}, which this sweep does not have"
+    for t in sweep.trials:
+        if t.name in have:
+            old = runs.read_dict(folder / t.name / "config.json")
+            changed = config.diff(old, asdict(t.config))
+            if changed:
+                return f"trial {t.name} was created with a different config: {'; '.join(changed[:3])}"
+    return ""
 
 
 def pending(sweep: Sweep, sweep_dir: Path, retry_failed: bool) -> list[Trial]:
-    """Trials still to train; writes config.json/params.json for every trial."""
+    """Trials still to train. A completed trial is kept; a diverged one is final unless
+    retry_failed; one that failed for any other reason (a crash, a lost node) is trained again."""
     todo = []
     for t in sweep.trials:
-        d = sweep_dir / "trials" / t.name
-        runs.write_json(d / "config.json", asdict(t.config))
-        runs.write_json(d / "params.json", t.params)
-        state = runs.read_dict(d / "status.json").get("status")
-        if state == "completed" or (state == "failed" and not retry_failed):
+        status = runs.read_dict(sweep_dir / "trials" / t.name / "status.json")
+        if status.get("status") == "completed":
+            continue
+        if status.get("status") == "failed" and status.get("final") and not retry_failed:
             continue
         todo.append(t)
     return todo
 
 
-def write_manifest(sweep: Sweep, sweep_dir: Path, extra: dict) -> dict:
-    """manifest.json: the sweep, run facts (`extra`: hardware, timings) and every trial's state."""
+def mark_interrupted(trials: list[Trial], sweep_dir: Path) -> None:
+    """After Ctrl+C or SIGTERM: trials left "running" say so; a re-run resumes them."""
+    for t in trials:
+        path = sweep_dir / "trials" / t.name / "status.json"
+        status = runs.read_dict(path)
+        if status.get("status") in (None, "running"):
+            runs.write_json(path, {**status, "status": "interrupted", "reason": "the driver was stopped"})
+
+
+def write_manifest(sweep: Sweep, sweep_dir: Path, extra: dict, new_run: bool = False) -> dict:
+    """manifest.json: the sweep, run facts (`extra`: hardware, timings) and every trial's state.
+
+    new_run appends this driver's start, code revision and versions to "history", so a sweep
+    trained across several code versions says so.
+    """
     path = sweep_dir / "manifest.json"
     manifest = runs.read_dict(path) or {"created": _now()}
+    if new_run:
+        history = manifest.get("history") if isinstance(manifest.get("history"), list) else []
+        history.append(
+            {
+                "started": _now(),
+                "git": runs.git_revision(),
+                "versions": runs.versions(),
+                "host": socket.gethostname(),
+            }
+        )
+        manifest["history"] = history
     manifest.update(
         {
             "sweep": sweep.name,
@@ -184,6 +352,7 @@ def write_manifest(sweep: Sweep, sweep_dir: Path, extra: dict) -> dict:
             "reason": status.get("reason", ""),
             "epochs": status.get("epochs", 0),
             "seconds": status.get("seconds", 0.0),
+            "config_digest": config.digest(asdict(t.config)),
         }
     runs.write_json(path, manifest)
     return manifest

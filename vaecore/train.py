@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from vaecore import runs
-from vaecore.config import Config
+from vaecore.config import Config, ConfigError, diff
 from vaecore.data import FashionMNIST, to_float
 from vaecore.losses import vae_loss
 from vaecore.model import build
@@ -80,27 +80,57 @@ def new_session(
     return Session(model, opt, make_scheduler(cfg, opt))
 
 
-def state_dict(s: Session, cfg: Config) -> dict:
-    """A checkpoint: enough to resume exactly, plus the config and versions for provenance."""
+def rng_state(device) -> dict:
+    """This process's random state: the CPU generator, and the GPU's when training on one."""
+    out = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def gather_rng(device) -> list[dict]:
+    """Every rank's random state in rank order; every rank must call it (an all-gather)."""
+    mine = rng_state(device)
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def state_dict(s: Session, cfg: Config, rng: list[dict]) -> dict:
+    """A checkpoint: enough to resume exactly (each rank's random state from gather_rng), plus
+    the config, the code revision and versions for provenance."""
     return {
         "model": unwrap(s.model).state_dict(),
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict() if s.scheduler else None,
         "epoch": s.epoch,
         "history": s.history,
-        "rng": torch.get_rng_state(),
+        "rng": rng,
         "config": asdict(cfg),
+        "git": runs.git_revision(),
         "versions": runs.versions(),
     }
 
 
-def load_state(s: Session, state: dict) -> None:
+def load_state(s: Session, state: dict, cfg: Config, device="cpu", rank: int = 0) -> None:
+    """Resume from a checkpoint written for this same config; a different one is refused."""
+    changed = diff(state["config"], asdict(cfg))
+    if changed:
+        raise ConfigError(
+            f"the checkpoint was trained with a different config ({'; '.join(changed[:3])}); "
+            f"resume with the config it was trained with, or start a new run in another folder"
+        )
     unwrap(s.model).load_state_dict(state["model"])
     s.optimizer.load_state_dict(state["optimizer"])
     if s.scheduler and state["scheduler"]:
         s.scheduler.load_state_dict(state["scheduler"])
     s.epoch, s.history = state["epoch"], list(state["history"])
-    torch.set_rng_state(state["rng"])
+    rng = state["rng"][rank]  # a different world size is a different config, refused above
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 # --- one epoch ----------------------------------------------------------------------------------
@@ -279,14 +309,14 @@ def fit(
     s = new_session(cfg, device)
     ckpt = run_dir / "checkpoint.pt"
     if ckpt.is_file():
-        load_state(s, torch.load(ckpt, map_location=device, weights_only=False))
+        load_state(s, runs.torch_load(ckpt, device), cfg, device)
         log.info("resumed %s at epoch %d", run_dir, s.epoch)
     runs.write_json(run_dir / "config.json", asdict(cfg))
     status = {"status": "completed", "reason": ""}
     try:
         while s.epoch < cfg.train.epochs:
             row = run_epoch(s, data, cfg, device)
-            runs.torch_save(state_dict(s, cfg), ckpt)
+            runs.torch_save(state_dict(s, cfg, gather_rng(device)), ckpt)
             write_epoch_files(s, run_dir, device)
             if on_epoch:
                 on_epoch(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import filecmp
 import hashlib
 import json
@@ -50,10 +52,19 @@ def _grid(spec: dict, manifest: dict) -> dict:
 
 
 def _inside(tdir: Path, rel: Any) -> str | None:
-    """A trial-relative path that exists and stays inside the trial folder, else None."""
+    """A trial-relative path to a file that really lies inside the trial folder, else None.
+
+    Symbolic links that lead out of the folder are not followed: a shared sweep folder must not
+    publish (or link to) files from elsewhere on the machine.
+    """
     if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
         return None
-    return rel if (tdir / rel).is_file() else None
+    path = tdir / rel
+    return rel if path.is_file() and path.resolve().is_relative_to(tdir.resolve()) else None
+
+
+def _read(tdir: Path, rel: str) -> dict:
+    return runs.read_dict(tdir / rel) if _inside(tdir, rel) else {}
 
 
 def page_name(name: str) -> str:
@@ -66,13 +77,13 @@ def page_name(name: str) -> str:
 
 def load_run(tdir: Path, entry: dict) -> dict:
     """Everything the gallery shows about one trial, as plain data; absent files become empty values."""
-    status = {**entry, **runs.read_dict(tdir / "status.json")}
-    summary = runs.read_dict(tdir / "summary.json") or None
-    params = runs.read_dict(tdir / "params.json") or entry.get("params") or (summary or {}).get("params")
+    status = {**entry, **_read(tdir, "status.json")}
+    summary = _read(tdir, "summary.json") or None
+    params = _read(tdir, "params.json") or entry.get("params") or (summary or {}).get("params")
     arts = (summary or {}).get("artifacts")
     artifacts = {k: p for k, v in (arts if isinstance(arts, dict) else {}).items() if (p := _inside(tdir, v))}
     epochs_dir = tdir / "epochs"
-    frames = sorted(p.name for p in epochs_dir.glob("samples_*.png")) if epochs_dir.is_dir() else []
+    frames = sorted(p.name for p in epochs_dir.glob("samples_*.png") if _inside(tdir, f"epochs/{p.name}"))
     state = str(status.get("status") or "pending")
     if state not in ("completed", "failed"):
         state = "pending"
@@ -85,12 +96,12 @@ def load_run(tdir: Path, entry: dict) -> dict:
         "epochs": number(status.get("epochs")),
         "seconds": number(status.get("seconds")),
         "params": params if isinstance(params, dict) else {},
-        "config": runs.read_dict(tdir / "config.json") or (summary or {}).get("config") or {},
+        "config": _read(tdir, "config.json") or (summary or {}).get("config") or {},
         "summary": summary or {},
-        "history": runs.read_jsonl(tdir / "metrics.jsonl"),
+        "history": runs.read_jsonl(tdir / "metrics.jsonl") if _inside(tdir, "metrics.jsonl") else [],
         "artifacts": artifacts,
         "frames": [f"epochs/{f}" for f in frames],
-        "downloads": [f for f in DOWNLOADS if (tdir / f).is_file()],
+        "downloads": [f for f in DOWNLOADS if _inside(tdir, f)],
         "sizes": {
             rel: plots.image_size(tdir / rel)
             for rel in [*artifacts.values(), *[f"epochs/{f}" for f in frames]]
@@ -104,7 +115,7 @@ def load_sweep(sweep_dir: Path) -> dict:
     spec = _toml(sweep_dir / "sweep.toml")
     entries = manifest.get("trials") if isinstance(manifest.get("trials"), dict) else {}
     tdirs = (
-        sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir())
+        sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir() and not p.is_symlink())
         if (sweep_dir / "trials").is_dir()
         else []
     )
@@ -112,7 +123,7 @@ def load_sweep(sweep_dir: Path) -> dict:
     found = [
         load_run(sweep_dir / "trials" / n, entries.get(n) if isinstance(entries.get(n), dict) else {})
         for n in names
-        if "/" not in n and n not in ("", ".", "..")
+        if "/" not in n and n not in ("", ".", "..") and not (sweep_dir / "trials" / n).is_symlink()
     ]
     inputs = [sweep_dir / "manifest.json"] + [
         sweep_dir / "trials" / r["name"] / f
@@ -192,6 +203,13 @@ def _clean_leftovers(sweep_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _swap_lock(sweep_dir: Path):
+    with open(sweep_dir / ".lock-gallery", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # closing the file releases it
+        yield
+
+
 def build(sweep_dir: Path) -> Path:
     """Build <sweep_dir>/gallery/ from the sweep's files; returns the index.html path.
 
@@ -212,14 +230,16 @@ def build(sweep_dir: Path) -> Path:
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a web server may run as another user
         write_site(sweep, tmp)
-        if _same_tree(tmp, final):
-            shutil.rmtree(tmp)
-        else:
-            old = sweep_dir / f".gallery.old-{tmp.name.rsplit('-', 1)[-1]}"
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)  # between these two renames there is briefly no gallery/, never half a one
-            shutil.rmtree(old, ignore_errors=True)
+        with _swap_lock(sweep_dir):  # two builds at once (the sweep and a user) swap one at a time
+            if _same_tree(tmp, final):
+                shutil.rmtree(tmp)
+            else:
+                old = sweep_dir / f".gallery.old-{tmp.name.rsplit('-', 1)[-1]}"
+                if final.exists():
+                    os.replace(final, old)
+                os.replace(tmp, final)  # between these renames there is briefly no gallery/, never half a one
+                runs.fsync_dir(sweep_dir)
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

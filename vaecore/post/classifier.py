@@ -112,7 +112,7 @@ def load_or_train(
     path = runs.cache_dir() / f"classifier-{key}.pt"
     if path.is_file():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = runs.torch_load(path)
             model = Classifier()
             model.load_state_dict(state["model"])
             return model.eval(), {**state["info"], "cached": True}
