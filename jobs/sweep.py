@@ -153,6 +153,7 @@ def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
     with distributed.ray_session(args.address) as extra:
         sweeps.write_manifest(sweep, sweep_dir, extra, new_run=True)
         if todo:
+            distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
             start = time.time()
             try:
                 distributed.run_trials(todo, sweep_dir, Printer(sweep.trials), args.max_failures)

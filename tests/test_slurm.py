@@ -3,6 +3,7 @@
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,47 @@ def test_sbatch_runs_the_tiny_sweep_end_to_end(slurm_env, tmp_path):
     assert (sweep / "gallery" / "index.html").is_file()
     jobs = (folder / "log" / "jobcomp.txt").read_text()
     assert "JobState=COMPLETED" in jobs
+
+
+def test_usr1_requeues_the_job_which_resumes_and_records_each_epoch_once(slurm_env, tmp_path):
+    env, folder = slurm_env
+    out, log = tmp_path / "runs", tmp_path / "job.out"
+    sweep = tmp_path / "long.toml"
+    sweep.write_text(
+        'name = "long"\n[set]\n"train.epochs" = 6\n"data.train_per_class" = 300\n"data.test_per_class" = 20\n'
+        '"resources.cpus_per_worker" = 2\n[grid]\n"model.latent_dim" = [2]\n'
+    )
+    args = ["--parsable", "--cpus-per-task=2", f"--output={log}", "scripts/slurm/sweep.sh"]
+    args += ["--config", str(sweep), "--no-postprocess"]
+    submit = subprocess.run(
+        ["sbatch", *args],
+        cwd=REPO,
+        env={**env, "VAE_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.strip().split(";")[0]
+    metrics = out / "long" / "trials" / "z2" / "metrics.jsonl"
+    deadline = time.time() + 600
+    while len(runs.read_jsonl(metrics)) < 1:
+        assert time.time() < deadline, "no epoch within 10 minutes"
+        time.sleep(1)
+    signal = subprocess.run(
+        ["scancel", "--signal=USR1", "--batch", job_id], env=env, capture_output=True, timeout=30
+    )
+    assert signal.returncode == 0, signal.stderr
+    comp = folder / "log" / "jobcomp.txt"
+    deadline = time.time() + 900
+    while f"JobId={job_id} " not in comp.read_text() or "JobState=COMPLETED" not in _records(comp, job_id):
+        assert time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(2)
+    text = log.read_text()
+    assert "requeue 1 of at most 5" in text and f"job {job_id} (restart 1)" in text, text[-3000:]
+    assert [r["epoch"] for r in runs.read_jsonl(metrics)] == [1, 2, 3, 4, 5, 6]
+    assert runs.read_json(out / "long" / "trials" / "z2" / "status.json")["status"] == "completed"
+
+
+def _records(comp: Path, job_id: str) -> str:
+    return "\n".join(line for line in comp.read_text().splitlines() if f"JobId={job_id} " in line)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
 import socket
 import tempfile
@@ -25,6 +27,7 @@ import torch
 from ray import tune
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from vaecore import data, runs, train
 from vaecore.config import ConfigError, digest, from_dict
@@ -222,6 +225,45 @@ def max_concurrent(resources: dict[str, float], cfg) -> int:
     return max(1, int(min(fits)))
 
 
+def check_nodes(sweep_dir: Path, data_cfgs: set) -> None:
+    """On every node of the cluster, once per sweep start: the sweep folder is the same shared
+    folder the driver writes (a marker file must be visible), and the dataset there is verified
+    (each node's copy; a node remembers a verified copy until its files change)."""
+    marker = sweep_dir.resolve() / f".shared-check-{secrets.token_hex(4)}"
+    marker.write_text(socket.gethostname())
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        tasks = [
+            _check_node.options(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+            ).remote(str(marker), [asdict(c) for c in data_cfgs])
+            for n in nodes
+        ]
+        problems = [p for p in ray.get(tasks, timeout=600) if p]
+    finally:
+        marker.unlink(missing_ok=True)
+    if problems:
+        raise ConfigError(problems[0])
+
+
+@ray.remote
+def _check_node(marker: str, data_cfgs: list[dict]) -> str:
+    """'' if this node sees the marker and its dataset verifies, else the problem in one line."""
+    host = socket.gethostname()
+    if not Path(marker).is_file():
+        return (
+            f"node {host} cannot see {Path(marker).parent}: --out must be on storage shared by "
+            f"every node of the Ray cluster"
+        )
+    try:
+        for d in data_cfgs:
+            data.load(d["dir"], d["download"])
+    except data.DataError as e:
+        return f"node {host}: {e}"
+    return ""
+
+
 def run_trials(
     todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str, dict], None], max_failures: int = 2
 ) -> None:
@@ -325,21 +367,28 @@ def ray_session(address: str | None):
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune tables: we print our own lines
-    start = time.time()
-    ray.init(
-        address=address,
-        log_to_driver=False,
-        logging_level="WARNING",
-        include_dashboard=False if not address else None,
-    )
-    # After ray.init, which installs its own SIGTERM handler. Ctrl+C and SIGTERM (Slurm
-    # preemption) both raise KeyboardInterrupt: the driver stops at once, the trials keep their
-    # checkpoints, nothing is post-processed, and a re-run resumes. Tune's own SIGINT handler
-    # would instead end fit() quietly, as if the sweep had finished.
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    try:
+    with contextlib.ExitStack() as stack:
+        start = time.time()
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        else:
+            stack.enter_context(private_token())
+            # Advertise loopback only. Ray 2.60 has no setting to bind its ports to one address
+            # (they listen on all interfaces), so the private token is what keeps others out.
+            ray.init(
+                log_to_driver=False,
+                logging_level="WARNING",
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+            )
+        stack.callback(ray.shutdown)
+        # After ray.init, which installs its own SIGTERM handler. Ctrl+C and SIGTERM (Slurm
+        # preemption) both raise KeyboardInterrupt: the driver stops at once, the trials keep
+        # their checkpoints, nothing is post-processed, and a re-run resumes. Tune's own SIGINT
+        # handler would instead end fit() quietly, as if the sweep had finished.
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         extra = {"hardware": hardware(), "timings": {"ray_init_s": round(time.time() - start, 2)}}
         hw = extra["hardware"]
         print(
@@ -347,8 +396,32 @@ def ray_session(address: str | None):
             f"({extra['timings']['ray_init_s']} s to {'join' if address else 'start'})"
         )
         yield extra
+
+
+@contextlib.contextmanager
+def private_token():
+    """Token auth for an embedded Ray with a fresh token only this user can read.
+
+    Ray would otherwise use ~/.ray/auth_token, which it writes world-readable; the token reaches
+    Ray's own processes through the environment they inherit.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="vae-ray-auth-"))  # mode 700
+    token = folder / "token"
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, secrets.token_hex(32).encode())
+    os.close(fd)
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    try:
+        yield token
     finally:
-        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _interrupt(signum, frame):

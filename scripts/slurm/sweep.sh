@@ -24,13 +24,16 @@
 #   VAE_VENV  virtualenv to activate (default: $SLURM_SUBMIT_DIR/.venv, if it exists)
 #   VAE_OUT   output folder passed to jobs.sweep --out (default: runs, relative to the
 #             submit directory); must be on storage shared by all nodes when --nodes > 1
+#   VAE_MAX_REQUEUES  how many times the job requeues itself on SIGUSR1 (default 5)
 #
 # What it does: head node = first node of the allocation; `ray start --head --block` runs there
 # as a Slurm step (srun --overlap), one `ray start --address=HEAD:PORT --block` step per other
 # node; waits (bounded) until `ray status` shows every node; then runs
 #   python -m jobs.sweep --address HEAD_IP:PORT --out "$VAE_OUT" "$@"
-# in this batch shell and exits with its exit code. Ray's ports are derived from SLURM_JOB_ID so
-# two jobs sharing a node do not collide; Ray's temp dir is /tmp/ray-$SLURM_JOB_ID on each node.
+# in this batch shell and exits with its exit code. Ray's ports are a block of 128 picked from
+# SLURM_JOB_ID and probed first (the next free block is taken if any port is in use), so two jobs
+# sharing a node do not collide; Ray's temp dir is a fresh /tmp/ray-JOBID-RANDOM on each node,
+# created mode 700 (a folder someone else made there is refused).
 # Ray runs with token authentication and a fresh random token per job (RAY_AUTH_MODE=token,
 # RAY_AUTH_TOKEN), unless RAY_AUTH_MODE is already set in the environment.
 #
@@ -39,6 +42,8 @@
 # does the same). The shell then sends SIGTERM to the driver, waits for it (at most 60 s, then
 # SIGKILL), stops the Ray steps and runs `scontrol requeue $SLURM_JOB_ID`. The requeued job runs
 # the same command with the same --out, and jobs.sweep resumes from what is already there.
+# Requeueing is bounded: at most VAE_MAX_REQUEUES times, and never when no new epoch was
+# recorded under --out since this run started (a job that cannot progress must not loop).
 # Output of every run is appended to the same slurm-JOBID.out (--open-mode=append).
 # SIGTERM (scancel, or Slurm ending the job) stops the driver the same way without requeueing.
 
@@ -109,8 +114,26 @@ else
 fi
 
 # ---------------------------------------------------------------- head address and ports
-# 177 blocks of 128 ports in 10000-32655 (below the usual ephemeral range), picked by job id.
-PORT_BASE=$((10000 + (SLURM_JOB_ID % 177) * 128))
+# 177 blocks of 128 ports in 10000-32655 (below the usual ephemeral range): start at the job id's
+# block and take the first block whose ports can all be bound here (the head node).
+free_block() {
+    "$PYTHON_BIN" - "$1" <<'PY'
+import socket, sys
+lo = int(sys.argv[1])
+for port in range(lo, lo + 128):
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            sys.exit(1)
+PY
+}
+PORT_BASE=""
+for ((_k = 0; _k < 177; _k++)); do
+    _base=$((10000 + ((SLURM_JOB_ID + _k) % 177) * 128))
+    if free_block "$_base"; then PORT_BASE=$_base; break; fi
+done
+[[ -n $PORT_BASE ]] || die "no free block of 128 ports in 10000-32655 on $(hostname)"
 PORT=$PORT_BASE
 RAY_PORT_ARGS=(
     --object-manager-port=$((PORT_BASE + 2))
@@ -137,7 +160,12 @@ else
     [[ $HEAD_IP != 127.* ]] || die "head node $HEAD_NODE resolves to loopback $HEAD_IP; other nodes cannot reach it"
 fi
 ADDRESS=$HEAD_IP:$PORT
-RAY_TMP=/tmp/ray-$SLURM_JOB_ID
+RAY_TMP=/tmp/ray-$SLURM_JOB_ID-$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
+MAX_REQUEUES=${VAE_MAX_REQUEUES:-5}
+[[ $MAX_REQUEUES =~ ^[0-9]+$ ]] || die "VAE_MAX_REQUEUES must be a whole number, got '$MAX_REQUEUES'"
+# epochs_recorded: epoch rows under --out, the measure of progress between requeues.
+epochs_recorded() { cat "$OUT"/*/trials/*/metrics.jsonl 2>/dev/null | wc -l; }
+EPOCHS_AT_START=$(epochs_recorded)
 
 if [[ -z ${RAY_AUTH_MODE:-} ]]; then
     export RAY_AUTH_MODE=token
@@ -198,9 +226,18 @@ on_exit() {
 on_usr1() {
     ((STOPPING == 0)) || return 0
     STOPPING=1
-    log "SIGUSR1 (time limit or preemption): stopping and requeueing job $SLURM_JOB_ID"
+    log "SIGUSR1 (time limit or preemption): stopping job $SLURM_JOB_ID"
     stop_driver
     stop_ray
+    local restarts=${SLURM_RESTART_COUNT:-0} epochs
+    epochs=$(epochs_recorded)
+    if ((restarts >= MAX_REQUEUES)); then
+        die "not requeueing: already requeued $restarts times (VAE_MAX_REQUEUES=$MAX_REQUEUES); resubmit to continue"
+    fi
+    if ((epochs <= EPOCHS_AT_START)); then
+        die "not requeueing: no new epoch was recorded under $OUT since this run started; check the log above"
+    fi
+    log "$((epochs - EPOCHS_AT_START)) new epoch(s) since the start; requeue $((restarts + 1)) of at most $MAX_REQUEUES"
     log "scontrol requeue $SLURM_JOB_ID"
     if ! scontrol requeue "$SLURM_JOB_ID"; then
         die "scontrol requeue $SLURM_JOB_ID failed; resubmit the same command to resume"
@@ -237,8 +274,9 @@ fi
 ray_step() {
     local node=$1 cpus=$2
     shift 2
+    # mkdir without -p: the private temp folder must be new (mode 700) on every node.
     srun --nodes=1 --ntasks=1 -w "$node" --overlap --cpus-per-task="$cpus" \
-        "$RAY_BIN" start --num-cpus="$cpus" --num-gpus="$GPUS" --temp-dir="$RAY_TMP" \
+        bash -c 'mkdir -m 700 "$0" || exit 1; exec "$@"' "$RAY_TMP" "$RAY_BIN" start --num-cpus="$cpus" --num-gpus="$GPUS" --temp-dir="$RAY_TMP" \
         --disable-usage-stats --log-color=false "${RAY_PORT_ARGS[@]}" "$@" --block </dev/null &
     RAY_STEP_PIDS+=("$!")
 }
