@@ -1,6 +1,7 @@
-"""The reference Fashion-MNIST classifier: a small CNN trained once, cached, used for FID and coverage.
-
-Measured on 2 shared CPU cores: ~2 minutes to train, ~92.5% test accuracy (docs/BENCHMARKS.md).
+"""The reference Fashion-MNIST classifier: a small CNN whose weights ship with the code, pinned by
+SHA-256, used for FID and class coverage. It is never trained during a sweep;
+scripts/train_classifier.py reproduces the weights (~2.5 minutes on 2 CPU cores, 92.3% test
+accuracy, docs/BENCHMARKS.md).
 Its 128-d penultimate layer is the feature space for the FIDs in vaecore.post.metrics: a domain
 classifier sees clothing features that ImageNet's Inception-v3 does not (and needs no download).
 """
@@ -8,17 +9,18 @@ classifier sees clothing features that ImageNet's Inception-v3 does not (and nee
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaecore import runs
-from vaecore.data import to_float
+from vaecore.data import DataError, to_float
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ EPOCHS = 6  # measured: 4 epochs gave 91.7%, short of the 92% target
 BATCH = 256  # larger batches run faster per image on CPU
 LR = 3e-3  # peak of the one-cycle schedule
 SEED = 0
+WEIGHTS = Path(__file__).with_name("classifier.pt")  # 1.7 MB: {"model": state_dict, "info": {...}}
+WEIGHTS_SHA256 = "ef1408dff0d27a586e80d74186ddfb7781d4bd73496d6a8e0273d41ffda31d66"
 
 
 class Classifier(nn.Module):
@@ -55,19 +59,9 @@ class Classifier(nn.Module):
         return self.head(self.body(x))  # (B, 10) logits
 
 
-def cache_key(train_x: torch.Tensor, train_y: torch.Tensor) -> str:
-    """Hash of the network's and the training's code and settings plus the training data.
-
-    Only the code that decides the weights is hashed, so editing a comment elsewhere does not retrain.
-    """
-    code = inspect.getsource(Classifier) + inspect.getsource(train) + repr((EPOCHS, BATCH, LR, SEED))
-    h = hashlib.sha256(code.encode())
-    h.update(train_x.contiguous().numpy().tobytes())
-    h.update(train_y.contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def train(train_x: torch.Tensor, train_y: torch.Tensor) -> Classifier:
+def train(
+    train_x: torch.Tensor, train_y: torch.Tensor, progress: Callable[[str], None] = print
+) -> Classifier:
     """Adam with a one-cycle schedule, no augmentation (flips slowed the short schedule down)."""
     torch.manual_seed(SEED)
     model = Classifier()
@@ -76,13 +70,18 @@ def train(train_x: torch.Tensor, train_y: torch.Tensor) -> Classifier:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps)
     g = torch.Generator().manual_seed(SEED)
     model.train()
-    for _ in range(EPOCHS):
+    start = time.perf_counter()
+    for epoch in range(EPOCHS):
         for idx in torch.randperm(len(train_x), generator=g).split(BATCH):
             loss = F.cross_entropy(model(to_float(train_x[idx])), train_y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+        progress(
+            f"classifier: epoch {epoch + 1}/{EPOCHS}, last batch loss {loss.item():.3f}, "
+            f"{time.perf_counter() - start:.0f} s"
+        )
     return model.eval()
 
 
@@ -101,32 +100,28 @@ def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(model, x)[1].argmax(1) == y).float().mean().item()
 
 
-def load_or_train(
-    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor
-) -> tuple[Classifier, dict]:
-    """The cached classifier for this code and data, training (and caching) it on a miss.
+def load_reference() -> tuple[Classifier, dict]:
+    """The shipped reference classifier (classifier.pt beside this file), checked against its pin.
 
-    Returns (model, info) with info = {"key", "test_accuracy", "train_seconds", "cached"}.
+    Every user and machine measures FIDs with these same weights, so the numbers compare across
+    sweeps. Returns (model, info) with info = {"key", "test_accuracy", "train_seconds", ...}.
     """
-    key = cache_key(train_x, train_y)
-    path = runs.cache_dir() / f"classifier-{key}.pt"
-    if path.is_file():
-        try:
-            state = runs.torch_load(path)
-            model = Classifier()
-            model.load_state_dict(state["model"])
-            return model.eval(), {**state["info"], "cached": True}
-        except Exception as e:  # a corrupt cache file is retrained, not fatal
-            log.warning("classifier cache %s unreadable (%s); retraining", path, e)
-    start = time.perf_counter()
-    model = train(train_x, train_y)
-    info = {
-        "key": key,
-        "test_accuracy": round(accuracy(model, test_x, test_y), 4),
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "train_images": len(train_x),
-    }
+    raw = WEIGHTS.read_bytes() if WEIGHTS.is_file() else b""
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != WEIGHTS_SHA256:
+        raise DataError(
+            f"{WEIGHTS} is missing or does not match its pinned SHA-256 ({digest[:12]}...); restore "
+            f"it with `git checkout -- {WEIGHTS}`, or rebuild it with scripts/train_classifier.py"
+        )
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    model = Classifier()
+    model.load_state_dict(state["model"])
+    return model.eval(), {**state["info"], "key": digest[:16]}
+
+
+def save(model: Classifier, info: dict, path: Path = WEIGHTS) -> str:
+    """Write new reference weights; returns their SHA-256, to be pinned in WEIGHTS_SHA256."""
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "info": info}, buf)
     runs.atomic_write_bytes(path, buf.getvalue())
-    return model, {**info, "cached": False}
+    return hashlib.sha256(buf.getvalue()).hexdigest()
