@@ -13,6 +13,7 @@ failed for a completed trial; 130 stopped by Ctrl+C or SIGTERM (re-run to contin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import jobs.postprocess
 from jobs import _cli
-from vaecore import data, distributed
+from vaecore import cluster, data
 from vaecore import sweep as sweeps
 from vaecore.config import ConfigError
 
@@ -134,16 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--max-failures must be >= 0, got {args.max_failures}")
     sweep = sweeps.load(args.config, args.overrides, args.max_trials)
     sweep_dir = args.out / sweep.name
-    distributed.check_reachable(args.address)
+    cluster.check_reachable(args.address)
     for cfg_data in {t.config.data for t in sweep.trials}:  # verify once here, not in every worker
         ds = data.load(cfg_data.dir, cfg_data.download)
         print(f"data: verified {ds.source}")
-    with sweeps.lock(sweep_dir, "jobs.sweep"):
+    with sweeps.lock(sweep_dir, "jobs.sweep"), contextlib.ExitStack() as stack:
+        if not args.address:
+            stack.enter_context(cluster.private_token())
         return run(sweep, sweep_dir, args)
 
 
 def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
     """Train what is pending, then post-process; the caller holds the sweep folder's lock."""
+    from vaecore import distributed  # only now: Ray reads RAY_AUTH_MODE when first imported
+
     sweeps.prepare(sweep, sweep_dir, args.fresh)
     todo = sweeps.pending(sweep, sweep_dir, args.retry_failed)
     n = len(sweep.trials)

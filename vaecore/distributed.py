@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import socket
 import tempfile
@@ -332,20 +331,6 @@ class Progress(tune.Callback):
 # --- the Ray session ----------------------------------------------------------------------------
 
 
-def check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """Fail fast on a HOST:PORT nobody listens on: ray.init would retry it for minutes."""
-    if not address or address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as e:
-        raise ConnectionError(
-            f"no Ray cluster answers at {address} ({e}); start one with `ray start --head`, "
-            f"check the address, or leave out --address to run on a local Ray"
-        ) from None
-
-
 def hardware() -> dict:
     """The connected cluster: nodes, CPUs, GPUs (and their names, seen from the driver)."""
     res = ray.cluster_resources()
@@ -372,9 +357,9 @@ def ray_session(address: str | None):
         if address:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         else:
-            stack.enter_context(private_token())
             # Advertise loopback only. Ray 2.60 has no setting to bind its ports to one address
-            # (they listen on all interfaces), so the private token is what keeps others out.
+            # (they listen on all interfaces): the job's private token (jobs/sweep.py) keeps
+            # others out.
             ray.init(
                 log_to_driver=False,
                 logging_level="WARNING",
@@ -396,32 +381,6 @@ def ray_session(address: str | None):
             f"({extra['timings']['ray_init_s']} s to {'join' if address else 'start'})"
         )
         yield extra
-
-
-@contextlib.contextmanager
-def private_token():
-    """Token auth for an embedded Ray with a fresh token only this user can read.
-
-    Ray would otherwise use ~/.ray/auth_token, which it writes world-readable; the token reaches
-    Ray's own processes through the environment they inherit.
-    """
-    folder = Path(tempfile.mkdtemp(prefix="vae-ray-auth-"))  # mode 700
-    token = folder / "token"
-    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, secrets.token_hex(32).encode())
-    os.close(fd)
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-    try:
-        yield token
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _interrupt(signum, frame):

@@ -1,0 +1,50 @@
+"""What the sweep driver settles before Ray is imported: is the cluster there, and the embedded
+Ray's private token (Ray reads RAY_AUTH_MODE once, when it is first imported)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: ray.init would retry it for minutes."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({e}); start one with `ray start --head`, "
+            f"check the address, or leave out --address to run on a local Ray"
+        ) from None
+
+
+@contextlib.contextmanager
+def private_token():
+    """Token auth for the embedded local Ray, with a fresh token that only this user can read.
+
+    Left to itself, Ray would use ~/.ray/auth_token, which it writes world-readable. Set before
+    Ray is imported (it reads RAY_AUTH_MODE then); Ray's own processes inherit the environment.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="vae-ray-auth-"))  # mode 700
+    token = folder / "token"
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, secrets.token_hex(32).encode())
+    os.close(fd)
+    saved = {k: os.environ.pop(k, None) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    try:
+        yield token
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+        shutil.rmtree(folder, ignore_errors=True)
