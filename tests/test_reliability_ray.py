@@ -44,22 +44,24 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
     )
     out = tmp_path / "out"
     trials = out / "t" / "trials"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "jobs.sweep", "--config", path, "--out", str(out)],
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log, err = tmp_path / "driver.out", tmp_path / "driver.err"
+    with open(log, "w") as o, open(err, "w") as e:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "jobs.sweep", "--config", path, "--out", str(out)],
+            cwd=REPO,
+            start_new_session=True,
+            stdout=o,
+            stderr=e,
+        )
     try:
-        wait_for(lambda: len(runs.read_jsonl(trials / "z2" / "metrics.jsonl")) >= 1, 300, "a first epoch")
+        wait_for(lambda: len(runs.read_jsonl(trials / "z2" / "metrics.jsonl")) >= 1, 600, "a first epoch")
         os.kill(driver.pid, signal.SIGINT)
-        stdout, stderr = driver.communicate(timeout=120)
+        driver.wait(timeout=120)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
+    stdout, stderr = log.read_text(), err.read_text()
     assert driver.returncode == 130, stdout + stderr
     assert "interrupted; re-run the same command" in stderr
     statuses = {t: runs.read_dict(trials / t / "status.json").get("status") for t in ("z2", "z3")}
@@ -135,16 +137,15 @@ def test_a_trial_on_a_lost_node_resumes_on_the_survivor_from_its_checkpoint(tmp_
         hold = Hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)).remote()
         ray.get(hold.ping.remote())
         args = ["--config", path, "--out", str(out), "--address", cluster.address, "--no-postprocess"]
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "jobs.sweep", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: len(runs.read_jsonl(metrics)) >= 1, 300, "a first epoch on the second node")
+        with open(tmp_path / "driver.out", "w") as o:
+            driver = subprocess.Popen(
+                [sys.executable, "-m", "jobs.sweep", *args], cwd=REPO, stdout=o, stderr=subprocess.STDOUT
+            )
+        wait_for(lambda: len(runs.read_jsonl(metrics)) >= 1, 600, "a first epoch on the second node")
         cluster.remove_node(doomed)  # its raylet and the trial's worker die with it
         ray.kill(hold)  # the survivor now has a CPU for the restarted worker
-        first = driver.communicate(timeout=600)[0].decode()
+        driver.wait(timeout=600)
+        first = (tmp_path / "driver.out").read_text()
         if runs.read_dict(metrics.parent / "status.json").get("status") != "completed":
             # The trial's own Tune actor died with the node: recorded as a failure outside the
             # model, which a re-run retries by default.
