@@ -19,10 +19,11 @@ from procs import REPO, job
 pytestmark = pytest.mark.integration
 
 
-def write_sweep(folder: Path, grid: str, sets: str = "", post: str = "") -> str:
+def write_sweep(folder: Path, grid: str, sets: str = "", post: str = "", per_class: int = 60) -> str:
     path = folder / "sweep.toml"
     path.write_text(
-        'name = "t"\nbase = "default"\n[set]\n"data.train_per_class" = 60\n"data.test_per_class" = 10\n'
+        f'name = "t"\nbase = "default"\n[set]\n"data.train_per_class" = {per_class}\n'
+        '"data.test_per_class" = 10\n'
         f'"train.batch_size" = 32\n{sets}\n[grid]\n{grid}\n[postprocess]\n{post}\n'
     )
     return str(path)
@@ -116,9 +117,8 @@ def test_a_trial_on_a_lost_node_resumes_on_the_survivor_from_its_checkpoint(tmp_
     from ray.cluster_utils import Cluster
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    path = write_sweep(
-        tmp_path, '"model.latent_dim" = [2]', '"train.epochs" = 4\n"resources.cpus_per_worker" = 1'
-    )
+    sets = '"train.epochs" = 4\n"resources.cpus_per_worker" = 1'
+    path = write_sweep(tmp_path, '"model.latent_dim" = [2]', sets, per_class=600)  # epochs of ~10 s
     out = tmp_path / "out"
     metrics = out / "t" / "trials" / "z2" / "metrics.jsonl"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -160,4 +160,4 @@ def test_a_trial_on_a_lost_node_resumes_on_the_survivor_from_its_checkpoint(tmp_
     assert [r["epoch"] for r in runs.read_jsonl(metrics)] == [1, 2, 3, 4]
     assert runs.read_dict(metrics.parent / "status.json")["status"] == "completed"
     resumed = [e for e in runs.read_jsonl(metrics.parent / "events.jsonl") if e["event"] == "resumed"]
-    assert resumed and resumed[0]["epoch"] >= 1
+    assert resumed and resumed[0]["epoch"] >= 1, (tmp_path / "driver.out").read_text()[-3000:]

@@ -48,10 +48,13 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     device = ray.train.torch.get_device()
     ds = data.load_for(cfg.data, verify=False)  # the driver verified the files before starting
     s = train.new_session(cfg, device, rank, wrap=ray.train.torch.prepare_model)
+    # The newest readable checkpoint on disk, not only the one Ray registered: a worker (or its
+    # node) that dies right after writing a checkpoint, before Ray's controller registers it, or a
+    # driver killed at that moment, would otherwise cost the trial that epoch or all of them.
     checkpoint = ray.train.get_checkpoint()
-    resume_dir = loop_cfg.get("resume_from") if checkpoint is None else None
+    resume_dir = latest_checkpoint(Path(loop_cfg["run_dir"]))
     if checkpoint or resume_dir:
-        with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(resume_dir) as d:
+        with contextlib.nullcontext(resume_dir) if resume_dir else checkpoint.as_directory() as d:
             train.load_state(s, runs.torch_load(Path(d) / "checkpoint.pt", device), cfg, device, rank)
         if rank == 0:
             _log_event(trial_dir, "resumed", s.epoch)
@@ -120,7 +123,7 @@ def run_trial(tune_cfg: dict) -> None:
         train_loop_config={
             "config": spec["config"],
             "trial_dir": str(trial_dir),
-            "resume_from": latest_checkpoint(run_dir),
+            "run_dir": str(run_dir),
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
@@ -175,11 +178,10 @@ def overheads(clock: dict, start: float) -> dict:
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:
-    """The newest readable checkpoint a previous driver left for this trial, if any.
+    """The newest readable checkpoint of this trial's Train run (<ray>/train-<trial>/), if any.
 
-    Ray restores a run by itself only when its bookkeeping was saved; a driver killed between
-    the checkpoint upload and that bookkeeping would otherwise start the trial over. The worker
-    uses this only when Ray offers no checkpoint of its own.
+    Ray hands a restarted worker only the checkpoints its controller registered; one written just
+    before a worker, a node or the driver died may not be. Every worker start resumes from here.
     """
     for d in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # names sort by time
         try:

@@ -164,7 +164,7 @@ RAY_TMP=/tmp/ray-$SLURM_JOB_ID-$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
 MAX_REQUEUES=${VAE_MAX_REQUEUES:-5}
 [[ $MAX_REQUEUES =~ ^[0-9]+$ ]] || die "VAE_MAX_REQUEUES must be a whole number, got '$MAX_REQUEUES'"
 # epochs_recorded: epoch rows under --out, the measure of progress between requeues.
-epochs_recorded() { cat "$OUT"/*/trials/*/metrics.jsonl 2>/dev/null | wc -l; }
+epochs_recorded() { { cat "$OUT"/*/trials/*/metrics.jsonl 2>/dev/null || true; } | wc -l; }
 EPOCHS_AT_START=$(epochs_recorded)
 
 if [[ -z ${RAY_AUTH_MODE:-} ]]; then
