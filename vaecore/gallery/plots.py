@@ -98,10 +98,9 @@ def rate_distortion(points: list[dict]) -> bytes:
     ax.set_xlabel("rate: test KL(q(z|x) || p(z)) [nats]")
     ax.set_ylabel("distortion: test reconstruction MSE")
     if bars:
-        ax.set_title(
-            f"mean ± 1 std over {min(p['kl'].n for p in bars)}-{max(p['kl'].n for p in bars)} seeds",
-            fontsize=8,
-        )
+        ns = sorted({p["kl"].n for p in bars})
+        seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+        ax.set_title(f"mean ± 1 std over {seeds} seeds per grid point", fontsize=8)
     ax.grid(True, color="#e5e5e5", zorder=0)
     fig.canvas.draw()  # fixes the axis limits so label boxes are measured where they will be
     _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
