@@ -208,6 +208,7 @@
     stack.appendChild(el("img", { src: a.src, width: a.w, height: a.h, alt: a.alt, class: "under" }));
     var over = stack.appendChild(el("div", { class: "over", style: "clip-path: inset(0 0 0 50%)" }));
     over.appendChild(el("img", { src: b.src, width: a.w, height: a.h, alt: b.alt }));
+    stack.appendChild(el("div", { class: "line", style: "left: 50%" }));
     box.appendChild(el("input", { type: "range", min: 0, max: 100, value: 50, class: "swipe-range",
                                   "aria-label": "swipe: left run to the left of the line, right run to its right" }));
     return box;
@@ -218,8 +219,9 @@
   }
   view.addEventListener("input", function (e) {
     if (!e.target.classList.contains("swipe-range")) return;
-    var over = e.target.parentNode.querySelector(".over");
-    over.style.clipPath = "inset(0 0 0 " + e.target.value + "%)";
+    var box = e.target.parentNode;
+    box.querySelector(".over").style.clipPath = "inset(0 0 0 " + e.target.value + "%)";
+    box.querySelector(".line").style.left = e.target.value + "%";
   });
   var query = new URLSearchParams(window.location.search);
   ["a", "b"].forEach(function (slot) {

@@ -88,7 +88,7 @@ def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
                 "name": g["name"],
                 "href": "",
                 "state": "completed" if done else g["runs"][0]["state"],
-                "note": f"{n} seeds" + ("" if done == n else f", {done} post-processed"),
+                "note": f"{n} seeds" + ("" if done == n else f" ({done} processed)"),
                 "unit": g["id"],
                 "cells": cells,
             }
