@@ -279,3 +279,17 @@ def test_matrix_slider_switch_selection_and_compare_overlay(driver, fake_site):
     assert problems(driver) == []
     driver.get(f"{base}/index.html")
     screenshot(driver, "gallery-index-replicates.png")
+
+
+def test_matrix_reads_without_javascript(driver, fake_site):
+    driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        open_page(driver, (fake_site / "index.html").resolve().as_uri())
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("class") == "no-js"  # gallery.js off
+        assert visible(driver, "input.epoch-slider") == [] and visible(driver, "input.pick") == []
+        assert all(s.endswith("/epochs/samples_003.png") for s in sample_srcs(driver))  # the last epoch
+        assert len(visible(driver, "tr.member")) == 12  # every run listed under its group
+        driver.find_element(By.CSS_SELECTOR, "label[for='show-recons']").click()  # CSS-only switch
+        assert [m.get_attribute("class") for m in visible(driver, ".matrices")] == ["matrices recons"]
+    finally:
+        driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
