@@ -251,6 +251,25 @@ def check_selection(drv) -> None:
     assert len(visible(drv, "tr.member[data-unit='u0']")) == 2 and len(visible(drv, "tr.member")) == 2
 
 
+def check_grouped_sorting(drv) -> None:
+    headers = drv.find_elements(By.CSS_SELECTOR, "table.runs thead th")
+    i = next(n for n, th in enumerate(headers) if th.text.strip() == "test ELBO")
+    headers[i].click()
+    rows = drv.execute_script(
+        "var i = arguments[0];"
+        "return Array.from(document.querySelectorAll('table.runs tbody tr')).map(function (r) {"
+        " return [r.classList.contains('group'), r.getAttribute('data-unit'),"
+        " r.cells[i].getAttribute('data-sort')]; });",
+        i,
+    )
+    groups = [(unit, float(v)) for is_group, unit, v in rows if is_group]
+    assert [v for _, v in groups] == sorted(v for _, v in groups) and len(groups) == 6
+    owner = None
+    for is_group, unit, _ in rows:  # every run row right under its own grid point's row
+        owner = unit if is_group else owner
+        assert unit == owner
+
+
 def check_overlay(drv, base: str) -> None:
     open_page(drv, f"{base}/compare.html?a=z3-r5000-s0&b=z2-r5000-s0")
     assert visible(drv, ".swipe") == []
@@ -275,6 +294,7 @@ def test_matrix_slider_switch_selection_and_compare_overlay(driver, fake_site):
     open_page(driver, f"{base}/index.html")
     check_slider_and_switch(driver)
     check_selection(driver)
+    check_grouped_sorting(driver)
     check_overlay(driver, base)
     assert problems(driver) == []
     driver.get(f"{base}/index.html")

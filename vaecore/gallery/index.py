@@ -283,6 +283,11 @@ def index_context(sweep: dict) -> dict:
             f"{len(runs)}: {count['completed']} completed, {count['failed']} failed, "
             f"{count['pending']} pending" + (f" ({unprocessed} not post-processed)" if unprocessed else ""),
         ),
+        *(
+            [("replicates", f"{max(len(g['runs']) for g in groups)} seeds per grid point (train.seed)")]
+            if replicated
+            else []
+        ),
         ("total training time", fmt_seconds(sum(r["seconds"] or 0 for r in runs))),
         ("sweep wall time", fmt_seconds(number(timings.get("sweep_s")))),
         (
