@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vaecore import latent
-from vaecore.post import metrics, two_stage
+from vaecore.post import metrics, trial, two_stage
 
 CENTRES = torch.tensor([[4.0, 0.0, 0.0], [-4.0, 0.0, 0.0], [0.0, 6.0, 0.0]])
 
@@ -58,3 +58,18 @@ def test_two_stage_vae_learns_the_latent_distribution_and_records_its_curve():
     assert len(h["step"]) == len(h["train"]) == len(h["val"]) == 20 and h["step"][-1] == 1000
     assert h["val"][-1] < h["val"][0] - 0.5  # the held-out loss fell: it learned, not collapsed
     assert torch.equal(stage.sample(10, seed=3), stage.sample(10, seed=3))
+
+
+def test_post_processing_fits_the_label_free_samplers_by_default_and_labels_only_when_asked():
+    train, y = three_clusters(3000, 0), torch.arange(3).repeat(1000)
+    fns, info = trial.samplers(train, y, trial.Options(two_stage_steps=50))
+    assert list(fns) == ["prior", "aggregate", "gmm", "two_stage"]
+    assert info["gmm_components"] >= 3 and len(info["two_stage_curve"]["val"]) == 1
+    fns, info = trial.samplers(train, y, trial.Options(gmm=False, two_stage=False, mixture=True))
+    assert list(fns) == ["prior", "aggregate", "mixture"] and info == {}
+    assert fns["mixture"](7, 0).shape == (7, 3)
+
+
+def test_best_sampler_ignores_the_label_using_mixture_and_measures_the_gap_closed():
+    m = {"fid_prior": 100.0, "fid_recon": 20.0, "fid_aggregate": 60.0, "fid_gmm": 40.0, "fid_mixture": 10.0}
+    assert trial.best_sampler(m) == {"best_sampler": "gmm", "gap_closed": 0.75}  # (100 - 40) / (100 - 20)
