@@ -58,43 +58,37 @@ def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
     marks = {key: grp.verdicts(stats[key], better) for key, _, better, _ in METRICS if better}
     rows = []
     for i, g in enumerate(groups):
-        if not replicated:
-            rows.append(_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}))
-            continue
-        cells = [
-            _text_cell(fmt_param(g["params"].get(a["key"], DASH)), g["params"].get(a["key"])) for a in axes
-        ]
-        for key, _, _, spec in METRICS:
-            st = stats[key][i]
-            cells.append(
-                {
-                    "text": grp.fmt_stat(st, spec),
-                    "sort": _sort(st.mean if st else None),
-                    "mark": marks.get(key, [""] * len(groups))[i],
-                }
+        if replicated:
+            rows.append(
+                _group_row(g, axes, {k: (stats[k][i], marks.get(k, [""] * len(groups))[i]) for k in stats})
             )
-        cells.append(_text_cell(best_sampler({k: grp.group_stat(g, f"fid_{k}") for k in LABEL_FREE})))
-        ep, sec = (
-            grp.stat([r["epochs"] for r in g["runs"] if r["epochs"] is not None]),
-            sum(r["seconds"] or 0 for r in g["runs"]),
-        )
-        cells.append(_text_cell(fmt(ep.mean if ep else None, "{:.0f}"), ep.mean if ep else None))
-        cells.append(_text_cell(fmt_seconds(sec), sec))
-        n = len(g["runs"])
-        done = sum(r["post_processed"] for r in g["runs"])
-        rows.append(
-            {
-                "kind": "group",
-                "name": g["name"],
-                "href": "",
-                "state": "completed" if done else g["runs"][0]["state"],
-                "note": f"{n} seeds" + ("" if done == n else f" ({done} processed)"),
-                "unit": g["id"],
-                "cells": cells,
-            }
-        )
-        rows += [{**_row(r, g, axes, {}), "kind": "member"} for r in g["runs"]]
+            rows += [{**_row(r, g, axes, {}), "kind": "member"} for r in g["runs"]]
+        else:
+            rows.append(_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}))
     return {"cols": cols, "rows": rows, "replicated": replicated, "rule": grp.RULE}
+
+
+def _group_row(g: dict, axes: list[dict], metrics: dict) -> dict:
+    """A grid point's row: mean ± std (n) per metric, its best sampler, summed training time."""
+    cells = [_text_cell(fmt_param(g["params"].get(a["key"], DASH)), g["params"].get(a["key"])) for a in axes]
+    for key, _, _, spec in METRICS:
+        st, mark = metrics[key]
+        cells.append({"text": grp.fmt_stat(st, spec), "sort": _sort(st.mean if st else None), "mark": mark})
+    cells.append(_text_cell(best_sampler({k: grp.group_stat(g, f"fid_{k}") for k in LABEL_FREE})))
+    epochs = grp.stat([r["epochs"] for r in g["runs"] if r["epochs"] is not None])
+    seconds = sum(r["seconds"] or 0 for r in g["runs"])
+    cells.append(_text_cell(fmt(epochs.mean if epochs else None, "{:.0f}"), epochs.mean if epochs else None))
+    cells.append(_text_cell(fmt_seconds(seconds), seconds))
+    n, done = len(g["runs"]), sum(r["post_processed"] for r in g["runs"])
+    return {
+        "kind": "group",
+        "name": g["name"],
+        "href": "",
+        "state": "completed" if done else g["runs"][0]["state"],
+        "note": f"{n} seeds" + ("" if done == n else f" ({done} processed)"),
+        "unit": g["id"],
+        "cells": cells,
+    }
 
 
 def _row(run: dict, group: dict, axes: list[dict], marks: dict) -> dict:
@@ -105,11 +99,7 @@ def _row(run: dict, group: dict, axes: list[dict], marks: dict) -> dict:
         v = metric(run, key)
         cells.append({"text": fmt(v, spec), "sort": _sort(v), "mark": marks.get(key, "")})
     cells.append(
-        _text_cell(
-            best_sampler(
-                {k: grp.stat([v] if (v := metric(run, f"fid_{k}")) is not None else []) for k in LABEL_FREE}
-            )
-        )
+        _text_cell(best_sampler({k: grp.group_stat({"runs": [run]}, f"fid_{k}") for k in LABEL_FREE}))
     )
     cells.append(_text_cell(fmt(run["epochs"], "{:.0f}"), run["epochs"]))
     cells.append(_text_cell(fmt_seconds(run["seconds"]), run["seconds"]))
