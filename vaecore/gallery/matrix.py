@@ -14,11 +14,11 @@ from urllib.parse import quote
 
 from vaecore.gallery.format import TITLES, fmt_param, image, trial_url, vkey
 
-# (id, label on the switch, artifact key)
+# (id, label on the switch, artifact key, thumbnail width in px: the wide figures need more)
 KINDS = [
-    ("samples", "prior samples", "samples_prior"),
-    ("recons", "reconstructions", "recon"),
-    ("prototypes", "class prototypes", "prototypes"),
+    ("samples", "prior samples", "samples_prior", 160),
+    ("recons", "reconstructions", "recon", 320),
+    ("prototypes", "class prototypes", "prototypes", 320),
 ]
 
 
@@ -35,7 +35,7 @@ def matrices(groups: list[dict], axes: list[dict], note: Any) -> dict:
     cols_ax = main[1] if len(main) > 1 else None
     others = [a for a in axes if a not in main]
     kinds = []
-    for kind, lab, key in KINDS:
+    for kind, lab, key, width in KINDS:
         tables = []
         for combo in itertools.product(*[a["values"] for a in others]):
             fixed = {a["key"]: vkey(v) for a, v in zip(others, combo, strict=False)}
@@ -43,7 +43,7 @@ def matrices(groups: list[dict], axes: list[dict], note: Any) -> dict:
                 {
                     "value": fmt_param(rv) if rows_ax else "",
                     "cells": [
-                        _cell(groups, {**fixed, **_pin(rows_ax, rv), **_pin(cols_ax, cv)}, key, note)
+                        _cell(groups, {**fixed, **_pin(rows_ax, rv), **_pin(cols_ax, cv)}, key, width, note)
                         for cv in (cols_ax["values"] if cols_ax else [None])
                     ],
                 }
@@ -73,7 +73,7 @@ def _pin(axis: dict | None, value: Any) -> dict:
     return {axis["key"]: vkey(value)} if axis else {}
 
 
-def _cell(groups: list[dict], want: dict, key: str, note: Any) -> dict:
+def _cell(groups: list[dict], want: dict, key: str, width: int, note: Any) -> dict:
     match = [g for g in groups if all(vkey(g["params"].get(k)) == v for k, v in want.items())]
     empty = {"href": "", "name": "", "img": None, "note": "no run", "unit": "", "frames": "[]", "epochs": []}
     if not match:
@@ -96,7 +96,7 @@ def _cell(groups: list[dict], want: dict, key: str, note: Any) -> dict:
     return {
         "href": "runs/" + quote(run["page"]),
         "name": group["name"],
-        "img": image(run, rel, "", alt, width=160) if rel else None,
+        "img": image(run, rel, "", alt, width=width) if rel else None,
         "note": text,
         "unit": group["id"],
         "frames": json.dumps(frames),
