@@ -158,7 +158,8 @@ def fid_by_axis(axes: list[dict]) -> bytes:
         ax.set_xlabel(spec["label"])
         ax.grid(True, axis="y", color="#e5e5e5", zorder=0)
     subs[0][0].set_ylabel("FID (lower is better)")
-    subs[0][-1].legend(fontsize=7, frameon=False)
+    handles, labels = subs[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)  # off the data
     return _png(plt, fig)
 
 
