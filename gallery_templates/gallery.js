@@ -14,15 +14,19 @@
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", asc ? "ascending" : "descending");
     var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = sortKey(a, i), y = sortKey(b, i);
+    var units = [];  // a grid point's row and the rows of its runs (class "member") move together
+    Array.prototype.forEach.call(body.rows, function (r) {
+      if (r.classList.contains("member") && units.length) units[units.length - 1].push(r);
+      else units.push([r]);
+    });
+    units.sort(function (a, b) {
+      var x = sortKey(a[0], i), y = sortKey(b[0], i);
       if (x === "" || y === "") return (x === "") - (y === "");
       var nx = Number(x), ny = Number(y);
       var c = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
       return asc ? c : -c;
     });
-    rows.forEach(function (r) { body.appendChild(r); });
+    units.forEach(function (u) { u.forEach(function (r) { body.appendChild(r); }); });
   }
   document.querySelectorAll("table.sortable").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
@@ -43,6 +47,91 @@
       img.src = f.src; img.alt = f.alt; out.textContent = "epoch " + f.epoch;
     });
   });
+
+  // --- grouped runs table: a grid point's row opens to show its runs ------------------------------
+  document.querySelectorAll("button.expand").forEach(function (btn) {
+    btn.addEventListener("click", function () {
+      var open = btn.getAttribute("aria-expanded") !== "true";
+      btn.setAttribute("aria-expanded", open ? "true" : "false");
+      btn.textContent = open ? "▾" : "▸";
+      document.querySelectorAll("tr.member[data-unit='" + btn.getAttribute("data-unit") + "']").forEach(
+        function (r) { r.classList.toggle("open", open); });
+    });
+  });
+
+  // --- selection: ticked table rows or clicked parallel-coordinates lines narrow the matrix ---------
+  var selected = {};
+  function each(sel, fn) { document.querySelectorAll(sel).forEach(fn); }
+  function applySelection() {
+    var any = Object.keys(selected).length > 0;
+    var on = function (el) { return !!selected[el.getAttribute("data-unit")]; };
+    each("input.pick", function (c) { c.checked = on(c); });
+    each("table.runs tbody tr", function (r) { r.classList.toggle("selected", on(r)); });
+    each("svg.parallel polyline", function (l) { l.classList.toggle("selected", on(l)); });
+    each("table.matrix", function (t) {
+      var keepCol = [];
+      Array.prototype.forEach.call(t.tBodies[0].rows, function (r) {
+        var keepRow = false;
+        Array.prototype.forEach.call(r.querySelectorAll("td"), function (td, j) {
+          var show = !any || on(td);
+          td.classList.toggle("off", !show);
+          keepRow = keepRow || show;
+          keepCol[j] = keepCol[j] || show;
+        });
+        r.hidden = !keepRow;
+      });
+      Array.prototype.forEach.call(t.rows, function (r) {  // header row too: cell j + 1 is column j
+        Array.prototype.forEach.call(r.cells, function (c, k) {
+          if (k > 0) c.classList.toggle("col-off", !keepCol[k - 1]);
+        });
+      });
+    });
+    each("p.selection", function (p) { p.hidden = !any; });
+  }
+  function toggle(unit) {
+    if (!unit) return;
+    if (selected[unit]) delete selected[unit]; else selected[unit] = true;
+    applySelection();
+  }
+  each("input.pick", function (c) {
+    c.addEventListener("change", function () { toggle(c.getAttribute("data-unit")); });
+  });
+  each("svg.parallel polyline", function (l) {
+    l.addEventListener("click", function () { toggle(l.getAttribute("data-unit")); });
+  });
+  each("button.clear-selection", function (b) {
+    b.addEventListener("click", function () { selected = {}; applySelection(); });
+  });
+
+  // --- one epoch slider for every prior-sample cell of the matrix ---------------------------------
+  var slider = document.querySelector("input.epoch-slider");
+  if (slider) {
+    var label = document.querySelector("output.epoch-label"), play = document.querySelector("button.play");
+    var cells = Array.prototype.map.call(
+      document.querySelectorAll(".matrices.samples img[data-frames]"),
+      function (img) { return { img: img, frames: JSON.parse(img.getAttribute("data-frames")) }; });
+    var timer = null;
+    var showEpoch = function (e) {
+      cells.forEach(function (c) {
+        var pick = null;
+        c.frames.forEach(function (f) { if (f[0] <= e || pick === null) pick = f; });
+        if (pick) c.img.src = pick[1];  // a run with fewer epochs keeps its last one
+      });
+      label.textContent = "epoch " + e;
+    };
+    var stop = function () { clearInterval(timer); timer = null; play.textContent = "▶ play"; };
+    slider.addEventListener("input", function () { showEpoch(Number(slider.value)); });
+    play.addEventListener("click", function () {
+      if (timer) { stop(); return; }
+      if (slider.value === slider.max) { slider.value = slider.min; showEpoch(Number(slider.value)); }
+      play.textContent = "❚❚ pause";
+      timer = setInterval(function () {
+        if (Number(slider.value) >= Number(slider.max)) { stop(); return; }
+        slider.value = Number(slider.value) + 1;
+        showEpoch(Number(slider.value));
+      }, 700);
+    });
+  }
 
   // --- compare page: rebuild the view from window.GALLERY_RUNS (runs.js works under file://) -----
   var view = document.getElementById("compare");
@@ -107,12 +196,33 @@
         var fig = pair.appendChild(el("figure"));
         fig.appendChild(i ? image(i) : el("span", { class: "empty" }, "not available"));
       });
+      if (ia[k] && ib[k]) {
+        pair.classList.add("both");
+        view.appendChild(swipe(ia[k], ib[k]));
+      }
     });
+  }
+  function swipe(a, b) {  // the same markup as _compare_view.html
+    var box = el("div", { class: "swipe", style: "max-width: " + a.w + "px" });
+    var stack = box.appendChild(el("div", { class: "stack" }));
+    stack.appendChild(el("img", { src: a.src, width: a.w, height: a.h, alt: a.alt, class: "under" }));
+    var over = stack.appendChild(el("div", { class: "over", style: "clip-path: inset(0 0 0 50%)" }));
+    over.appendChild(el("img", { src: b.src, width: a.w, height: a.h, alt: b.alt }));
+    stack.appendChild(el("div", { class: "line", style: "left: 50%" }));
+    box.appendChild(el("input", { type: "range", min: 0, max: 100, value: 50, class: "swipe-range",
+                                  "aria-label": "swipe: left run to the left of the line, right run to its right" }));
+    return box;
   }
   function update() {
     var a = runs[pick.a.value], b = runs[pick.b.value];
     if (a && b) render(a, b);
   }
+  view.addEventListener("input", function (e) {
+    if (!e.target.classList.contains("swipe-range")) return;
+    var box = e.target.parentNode;
+    box.querySelector(".over").style.clipPath = "inset(0 0 0 " + e.target.value + "%)";
+    box.querySelector(".line").style.left = e.target.value + "%";
+  });
   var query = new URLSearchParams(window.location.search);
   ["a", "b"].forEach(function (slot) {
     var name = query.get(slot);

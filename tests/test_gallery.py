@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from html import unescape
@@ -12,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from jobs import gallery as gallery_cli
-from vaecore.gallery import pages, site
+from vaecore.gallery import groups, pages, site
 
 import gallery_fixtures
 from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
@@ -95,7 +96,9 @@ def test_page_names_are_safe_and_distinct():
 def test_index_lists_every_run_with_failure_reasons_and_dashes(sweep):
     index = site.build(sweep)
     html = index.read_text()
-    rows = re.findall(r'<tr class="state-(\w+)">\s*<th scope="row" data-sort="([^"]*)">', html)
+    rows = re.findall(
+        r'<tr class="state-(\w+) member" data-unit="u\d+">\s*<th scope="row" data-sort="([^"]*)">', html
+    )
     names = sorted(p.name for p in (sweep / "trials").iterdir())
     assert sorted(unescape(n) for _, n in rows) == names
     assert dict((unescape(n), s) for s, n in rows)[FAILED] == "failed"
@@ -105,19 +108,90 @@ def test_index_lists_every_run_with_failure_reasons_and_dashes(sweep):
     assert "z2-r1000-s1 &lt;b&gt;&amp;&#34;x" in html and HOSTILE not in html
 
 
-def test_best_value_per_metric_is_highlighted(sweep):
+def cells(html: str, name: str) -> list[tuple[str, str]]:
+    """(class, text) of each <td> in the table row whose name cell sorts as `name`."""
+    row = html.split(f'data-sort="{name}">', 1)[1].split("</tr>")[0]
+    return re.findall(r'<td class="([^"]*)" data-sort="[^"]*">([^<]*)</td>', row)
+
+
+def test_replicates_group_into_one_row_with_mean_std_n_and_their_runs(sweep):
     html = site.build(sweep).read_text()
-    best = re.findall(r'<td class="num best" data-sort="([^"]*)">', html)
-    assert "-27.5" in best  # the highest test ELBO (z2-r1000)
-    assert "10" in best  # the lowest FID of aggregate-posterior samples
-    assert "1000" not in best  # swept hyperparameters are never "best"
+    assert html.count('class="state-completed group"') == 6 and html.count(' member"') == 12
+    row = cells(html, "z3-r5000")  # seeds 0 and 1: ELBO -30.5 and -30.1, FID agg. 11 and 11.5
+    texts = [t for _, t in row]
+    assert texts[:2] == ["3", "5000"]  # the axes; the seed is no column of its own
+    assert "-30.30 ± 0.28 (2)" in texts  # mean -30.3, sample std 0.4 / sqrt(2) = 0.283
+    assert "11.2 ± 0.4 (2)" in texts  # 11.25 ± 0.354, at the column's one decimal
+    assert html.count('<tr class="state-completed member" data-unit="u3">') == 2
+    failed_group = cells(html, "z8-r5000")  # one seed failed: the group is its one good run
+    assert "-35.50" in [t for _, t in failed_group]
+    assert "twice the standard error of the difference" in html
+
+
+def test_best_only_beyond_the_noise_otherwise_tied(sweep):
+    html = site.build(sweep).read_text()
+    elbo = {n: cells(html, n)[2] for n in ("z2-r1000", "z2-r5000", "z3-r1000")}
+    # ELBO means -27.3, -29.3, -28.3 with std 0.28 (n = 2): 2 SE of a difference = 0.57 < 1.0
+    assert elbo["z2-r1000"] == ("num best", "-27.30 ± 0.28 (2)")
+    assert elbo["z3-r1000"][0] == "num" and elbo["z2-r5000"][0] == "num"
+    fid_agg = {n: cells(html, n)[8] for n in ("z2-r1000", "z2-r5000", "z3-r1000")}
+    # FID agg.: both latent-2 groups at 10.25 ± 0.35: no difference at all, so they tie
+    assert fid_agg["z2-r1000"] == fid_agg["z2-r5000"] == ("num tied", "10.2 ± 0.4 (2)")
+    assert fid_agg["z3-r1000"][0] == "num"
+
+
+def test_tie_rule_on_constructed_numbers():
+    s = groups.stat
+    assert s([9.0, 10.0, 11.0]) == groups.Stat(10.0, 1.0, 3)
+    # 12 - 10 = 2 > 2 * sqrt(1/3 + 1/3) = 1.63: a real difference
+    assert groups.verdicts([s([9.0, 10.0, 11.0]), s([11.0, 12.0, 13.0])], "min") == ["best", ""]
+    # the same means with std 1.5: 2 * sqrt(0.75 + 0.75) = 2.45 > 2: tied
+    assert groups.verdicts([s([8.5, 10.0, 11.5]), s([10.5, 12.0, 13.5])], "min") == ["tied", "tied"]
+    # higher is better; a group without a value is neither
+    assert groups.verdicts([s([1.0, 2.0, 3.0]), s([9.0, 10.0, 11.0]), None], "max") == ["", "best", ""]
+    # clear of the runner-up but not of a noisy third: tied with that one only
+    trio = [s([10.0, 10.1, 9.9]), s([12.0, 12.1, 11.9]), s([4.0, 12.0, 20.0])]
+    assert groups.verdicts(trio, "min") == ["tied", "", "tied"]
+    # no replicates anywhere: the extreme value is best, as without groups
+    assert groups.verdicts([s([3.0]), s([2.0]), s([2.5])], "min") == ["", "best", ""]
+    assert groups.fmt_stat(s([1.0, 2.0]), "{:.2f}") == "1.50 ± 0.71 (2)"
+
+
+def test_runs_without_replicates_look_as_before(sweep):
+    for tdir in (sweep / "trials").iterdir():
+        if "-s1" in tdir.name:
+            shutil.rmtree(tdir)
+    spec = (sweep / "sweep.toml").read_text().replace('"train.seed" = [0, 1]', '"train.seed" = [0]')
+    (sweep / "sweep.toml").write_text(spec)
+    (sweep / "manifest.json").write_text("{}")
+    html = site.build(sweep).read_text()
+    assert "±" not in html and ' group"' not in html and "tied-key" not in html
+    assert html.count('class="state-completed run"') == 6
+    assert cells(html, "z2-r1000-s0")[2] == ("num best", "-27.50")
+    assert ("num best", "10.0") in cells(html, "z2-r1000-s0")  # FID agg.: one run each, the lowest wins
+
+
+def test_index_names_each_runs_best_sampler(sweep):
+    for tdir in (sweep / "trials").glob("z3-r1000-s*"):
+        summary = json.loads((tdir / "summary.json").read_text())
+        summary["metrics"].update(fid_gmm=8.0, fid_two_stage=6.5 + int(tdir.name[-1]))
+        (tdir / "summary.json").write_text(json.dumps(summary))
+    html = site.build(sweep).read_text()
+    assert "2-stage VAE (7.0)" in [t for _, t in cells(html, "z3-r1000")]  # mean of 6.5 and 7.5
+    assert "aggregate Gaussian (10.2)" in [t for _, t in cells(html, "z2-r1000")]
 
 
 def test_sample_matrix_axes_come_from_the_grid(sweep):
     html = site.build(sweep).read_text()
     assert "latent dim × recon multiplier" in html
-    assert html.count("<caption>seed = 0</caption>") == 2  # samples and reconstructions
-    assert html.count("<caption>seed = 1</caption>") == 2
+    matrix = html.split('<section id="matrix">')[1]
+    assert matrix.count('<table class="matrix">') == 3  # prior samples, reconstructions, prototypes
+    assert matrix.count("seed 0 of 2 runs") == 3 * 6  # every group holds two runs (failed ones too)
+    assert 'type="range" class="epoch-slider" min="1" max="3" value="3"' in matrix
+    frames = re.findall(r'data-frames="([^"]*)"', matrix)
+    first = json.loads(unescape(frames[0]))
+    assert [e for e, _ in first] == [1, 2, 3] and first[-1][1].endswith("/epochs/samples_003.png")
+    assert re.search(r'<img src="[^"]*/epochs/samples_003\.png"', matrix)  # without JS: the last epoch
 
 
 def test_every_image_has_alt_and_size_and_every_link_exists(sweep):
@@ -143,7 +217,8 @@ def test_run_page_shows_artifacts_downloads_and_neighbours(sweep):
     site.build(sweep)
     html = (sweep / "gallery" / "runs" / "z3-r5000-s0.html").read_text()
     for text in (
-        "Prior vs aggregate-posterior samples",
+        "Samples from each sampler",
+        "Prior samples: FID 24.0",
         "Class prototypes",
         "All 45 class pairs",
         "Latent traversals",

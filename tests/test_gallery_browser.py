@@ -174,3 +174,142 @@ def test_gallery_over_file_url(driver, site):
 
 def test_gallery_over_http(driver, http_root):
     check_site(driver, http_root)
+
+
+# --- the index's matrix (epoch slider, kind switch, selection) and the compare overlay ------------
+# On the fabricated replicate sweep: its runs have three epochs each (the tiny sweep has one).
+
+
+@pytest.fixture(scope="module")
+def fake_site(tmp_path_factory) -> Path:
+    sdir = gallery_fixtures.make_fake_sweep(tmp_path_factory.mktemp("fake"))
+    gallery_site.build(sdir)
+    return sdir / "gallery"
+
+
+def visible(drv, css: str) -> list:
+    return [e for e in drv.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
+
+
+def sample_srcs(drv) -> list[str]:
+    return drv.execute_script(
+        "return Array.from(document.querySelectorAll('.matrices.samples img[data-frames]'))"
+        ".map(function (i) { return i.src; });"
+    )
+
+
+def set_range(drv, css: str, value: int) -> None:
+    drv.execute_script(
+        "var r = document.querySelector(arguments[0]); r.value = arguments[1];"
+        "r.dispatchEvent(new Event('input', {bubbles: true}));",
+        css,
+        value,
+    )
+
+
+def check_slider_and_switch(drv) -> None:
+    srcs = sample_srcs(drv)
+    assert len(srcs) == 6 and all(s.endswith("/epochs/samples_003.png") for s in srcs)
+    for epoch in (1, 2):
+        set_range(drv, "input.epoch-slider", epoch)
+        assert all(s.endswith(f"/epochs/samples_00{epoch}.png") for s in sample_srcs(drv)), epoch
+        assert drv.find_element(By.CSS_SELECTOR, "output.epoch-label").text == f"epoch {epoch}"
+    drv.find_element(By.CSS_SELECTOR, "button.play").click()  # from epoch 2 on to the last, then stops
+    WebDriverWait(drv, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "button.play").text == "▶ play")
+    assert all(s.endswith("/epochs/samples_003.png") for s in sample_srcs(drv))
+    for kind, artifact in (("recons", "recon.png"), ("prototypes", "prototypes.png"), ("samples", "")):
+        drv.find_element(By.CSS_SELECTOR, f"label[for='show-{kind}']").click()
+        shown = visible(drv, ".matrices")
+        assert [m.get_attribute("class") for m in shown] == [f"matrices {kind}"]
+        imgs = shown[0].find_elements(By.TAG_NAME, "img")
+        assert len(imgs) == 6 and all(i.get_attribute("src").endswith(artifact) for i in imgs)
+
+
+def check_selection(drv) -> None:
+    cells = lambda: [td.get_attribute("data-unit") for td in visible(drv, ".matrices.samples td a")]
+    assert len(cells()) == 6
+    drv.find_elements(By.CSS_SELECTOR, "table.runs input.pick")[1].click()
+    assert len(visible(drv, "table.runs input.pick")) == 6
+    units = [
+        td.find_element(By.XPATH, "..").get_attribute("data-unit")
+        for td in visible(drv, ".matrices.samples td a")
+    ]
+    assert units == ["u1"]
+    drv.execute_script(  # a click on a line of the parallel-coordinates chart selects its grid point
+        "document.querySelector('svg.parallel polyline[data-unit=\"u2\"]')"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true}));"
+    )
+    units = [
+        td.find_element(By.XPATH, "..").get_attribute("data-unit")
+        for td in visible(drv, ".matrices.samples td a")
+    ]
+    assert sorted(units) == ["u1", "u2"]
+    drv.find_element(By.CSS_SELECTOR, "button.clear-selection").click()
+    assert len(visible(drv, ".matrices.samples td a")) == 6
+    assert visible(drv, "tr.member") == []
+    drv.find_element(By.CSS_SELECTOR, "button.expand[data-unit='u0']").click()
+    assert len(visible(drv, "tr.member[data-unit='u0']")) == 2 and len(visible(drv, "tr.member")) == 2
+
+
+def check_grouped_sorting(drv) -> None:
+    headers = drv.find_elements(By.CSS_SELECTOR, "table.runs thead th")
+    i = next(n for n, th in enumerate(headers) if th.text.strip() == "test ELBO")
+    headers[i].click()
+    rows = drv.execute_script(
+        "var i = arguments[0];"
+        "return Array.from(document.querySelectorAll('table.runs tbody tr')).map(function (r) {"
+        " return [r.classList.contains('group'), r.getAttribute('data-unit'),"
+        " r.cells[i].getAttribute('data-sort')]; });",
+        i,
+    )
+    groups = [(unit, float(v)) for is_group, unit, v in rows if is_group]
+    assert [v for _, v in groups] == sorted(v for _, v in groups) and len(groups) == 6
+    owner = None
+    for is_group, unit, _ in rows:  # every run row right under its own grid point's row
+        owner = unit if is_group else owner
+        assert unit == owner
+
+
+def check_overlay(drv, base: str) -> None:
+    open_page(drv, f"{base}/compare.html?a=z3-r5000-s0&b=z2-r5000-s0")
+    assert visible(drv, ".swipe") == []
+    drv.find_element(By.CSS_SELECTOR, "label[for='view-swipe']").click()
+    swipes = visible(drv, ".swipe")
+    assert swipes and visible(drv, ".pair.both") == []
+    set_range(drv, ".swipe .swipe-range", 30)
+    hit = drv.execute_script(
+        "var s = document.querySelector('.swipe .stack'), r = s.getBoundingClientRect();"
+        "s.scrollIntoView();  r = s.getBoundingClientRect();"
+        "var at = function (f) {"
+        "  return document.elementFromPoint(r.left + f * r.width, r.top + r.height / 2); };"
+        "return [at(0.15).getAttribute('src'), at(0.45).getAttribute('src'),"
+        " s.querySelector('.over').style.clipPath];"
+    )
+    assert "z3-r5000-s0" in hit[0] and "z2-r5000-s0" in hit[1], hit  # left of the line: run a
+    assert hit[2] == "inset(0px 0px 0px 30%)"
+
+
+def test_matrix_slider_switch_selection_and_compare_overlay(driver, fake_site):
+    base = fake_site.resolve().as_uri()
+    open_page(driver, f"{base}/index.html")
+    check_slider_and_switch(driver)
+    check_selection(driver)
+    check_grouped_sorting(driver)
+    check_overlay(driver, base)
+    assert problems(driver) == []
+    driver.get(f"{base}/index.html")
+    screenshot(driver, "gallery-index-replicates.png")
+
+
+def test_matrix_reads_without_javascript(driver, fake_site):
+    driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        open_page(driver, (fake_site / "index.html").resolve().as_uri())
+        assert driver.find_element(By.TAG_NAME, "html").get_attribute("class") == "no-js"  # gallery.js off
+        assert visible(driver, "input.epoch-slider") == [] and visible(driver, "input.pick") == []
+        assert all(s.endswith("/epochs/samples_003.png") for s in sample_srcs(driver))  # the last epoch
+        assert len(visible(driver, "tr.member")) == 12  # every run listed under its group
+        driver.find_element(By.CSS_SELECTOR, "label[for='show-recons']").click()  # CSS-only switch
+        assert [m.get_attribute("class") for m in visible(driver, ".matrices")] == ["matrices recons"]
+    finally:
+        driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})

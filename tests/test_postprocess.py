@@ -18,6 +18,9 @@ ARTIFACTS = {
     "recon",
     "samples_prior",
     "samples_aggregate",
+    "samples_gmm",
+    "samples_two_stage",
+    "two_stage_loss",
     "latent",
     "prototypes",
     "morph_additive",
@@ -44,6 +47,15 @@ METRICS = {
     "recon_accuracy",
     "coverage_prior",
     "coverage_aggregate",
+    "fid_gmm",
+    "fid_two_stage",
+    "coverage_gmm",
+    "coverage_two_stage",
+    "gmm_components",
+    "gmm_heldout_ll",
+    "two_stage_val_loss",
+    "best_sampler",
+    "gap_closed",
     "inception_fid",
     "inception_fid_note",
 }
@@ -120,6 +132,13 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
     assert s["metrics"]["iwae_k"] == 16 and s["metrics"]["iwae_images"] == 50  # from sweep.toml
     assert s["metrics"]["test_iwae"] > s["metrics"]["test_elbo"]
     assert s["metrics"]["fid_floor"] < s["metrics"]["fid_prior"]
+    m = s["metrics"]
+    fids = {k: m[f"fid_{k}"] for k in ("prior", "aggregate", "gmm", "two_stage")}
+    assert m["best_sampler"] == min(fids, key=fids.get) and "fid_mixture" not in m  # labels: opt-in
+    assert m["gap_closed"] == pytest.approx(
+        (m["fid_prior"] - min(fids.values())) / (m["fid_prior"] - m["fid_recon"])
+    )
+    assert 1 <= m["gmm_components"] <= 20 and len(s["two_stage_curve"]["val"]) == 20
     assert len(s["metrics"]["kl_per_dim"]) == 2 and s["classifier"]["test_accuracy"] >= 0.92
     for key, rel in s["artifacts"].items():
         img = Image.open(trial / rel).convert("L")

@@ -58,11 +58,25 @@ def test_shipped_sweeps_are_valid_and_seed_holds_the_write_ups_point():
         ('[grid]\n"model.latent_dim" = [0]\n', "model.latent_dim must be > 0"),
         ("grids = 1\n", "unknown sweep key"),
         ('[grid]\n"data.dir" = ["a b", "a_b"]\n', "duplicate trial names"),
+        ("replicates = 0\n", "replicates must be a whole number >= 1"),
+        ('replicates = 2\n[grid]\n"train.seed" = [0, 1]\n', "remove train.seed"),
     ],
 )
 def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         sweep.load(write(tmp_path, text))
+
+
+def test_replicates_add_a_seed_axis_that_survives_the_resolved_file(tmp_path):
+    s = sweep.load("jobs/configs/replicates.toml")
+    names = [t.name for t in s.trials]
+    assert len(names) == 12 and names[:3] == ["z2-r1000-s0", "z2-r1000-s1", "z2-r1000-s2"]
+    assert [t.config.train.seed for t in s.trials[:3]] == [0, 1, 2]
+    assert s.grid["train.seed"] == [0, 1, 2]
+    demo = {t.name + "-s0": t.config for t in sweep.load("jobs/configs/demo.toml").trials}
+    assert {t.name: t.config for t in s.trials if t.name in demo} == demo  # seed 0 is the demo run
+    again = sweep.load(write(tmp_path, sweep.to_toml(s)))
+    assert again.trials == s.trials
 
 
 def test_resolved_sweep_round_trips_through_toml(tmp_path):

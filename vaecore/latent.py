@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,7 @@ from vaecore.data import to_float
 
 # The seed's morph examples: pairs of class indices (dress <-> trouser "and the like").
 SEED_PAIRS = ((3, 1), (0, 9), (7, 5), (2, 8))
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 @torch.inference_mode()
@@ -101,7 +103,7 @@ def fit_gaussian(mu: torch.Tensor) -> Gaussian:
 
 @dataclass(frozen=True)
 class Mixture:
-    """A K-component full-covariance Gaussian mixture, fitted by EM (optional sampler)."""
+    """A K-component full-covariance Gaussian mixture, fitted by EM."""
 
     weights: torch.Tensor  # (K,)
     parts: tuple[Gaussian, ...]
@@ -116,25 +118,72 @@ class Mixture:
                 z[idx] = part.sample(len(idx), seed + 1 + k)
         return z
 
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log density of each row of x: (N,)."""
+        means = torch.stack([p.mean for p in self.parts]).double()
+        chols = torch.stack([p.chol for p in self.parts]).double()
+        return (_log_normals(x.double(), means, chols) + self.weights.double().log()).logsumexp(1)
 
-def fit_mixture(mu: torch.Tensor, y: torch.Tensor, iters: int = 20) -> Mixture:
-    """EM for a 10-component mixture, started from the class means (deterministic)."""
-    x = mu.double()
+
+def _log_normals(x: torch.Tensor, means: torch.Tensor, chols: torch.Tensor) -> torch.Tensor:
+    """log N(x_n; m_k, L_k L_k^T) for every point and component: (N, K). One batched solve, no loops."""
+    eye = torch.eye(x.shape[1], dtype=x.dtype).expand_as(chols)
+    inv_t = torch.linalg.solve_triangular(chols, eye, upper=False).transpose(1, 2)  # (K, d, d): L^-T
+    white = x @ inv_t - (means[:, None, :] @ inv_t)  # (K, N, d): L^-1 (x - m), as one matmul
+    log_det = chols.diagonal(dim1=1, dim2=2).log().sum(1)  # (K,): half the log-determinant
+    return (-0.5 * white.pow(2).sum(2) - log_det[:, None] - 0.5 * x.shape[1] * LOG_2PI).T
+
+
+def _em(x: torch.Tensor, resp: torch.Tensor, iters: int) -> Mixture:
+    """EM for a full-covariance mixture from initial responsibilities resp (N, K); x is float64."""
     n, d = x.shape
-    k = int(y.max()) + 1
-    resp = torch.nn.functional.one_hot(y, k).double()  # start: each point in its class
-    for _ in range(iters):
+    ridge = 1e-4 * float(x.var(0).mean()) + 1e-8  # scale-aware: latents may spread to +-50
+    eye = torch.eye(d, dtype=x.dtype)
+    for step in range(iters + 1):
         nk = resp.sum(0) + 1e-9  # (K,)
         means = resp.T @ x / nk[:, None]  # (K, d)
-        covs = torch.stack(
-            [
-                ((resp[:, j, None] * (x - means[j])).T @ (x - means[j])) / nk[j]
-                + 1e-4 * torch.eye(d, dtype=x.dtype)
-                for j in range(k)
-            ]
-        )
-        dist = torch.distributions.MultivariateNormal(means, covs)
-        logp = dist.log_prob(x[:, None, :]) + (nk / n).log()  # (N, K)
-        resp = logp.softmax(1)
-    parts = tuple(Gaussian(means[j].float(), torch.linalg.cholesky(covs[j]).float()) for j in range(k))
+        second = (x.T * resp.T[:, None, :]) @ x / nk[:, None, None]  # (K, d, d): E_k[x x^T]
+        covs = second - means[:, :, None] * means[:, None, :] + ridge * eye
+        chols = torch.linalg.cholesky(covs)  # (K, d, d)
+        if step == iters:
+            break
+        resp = (_log_normals(x, means, chols) + (nk / n).log()).softmax(1)  # (N, K)
+    parts = tuple(Gaussian(means[j].float(), chols[j].float()) for j in range(len(nk)))
     return Mixture((nk / n).float(), parts)
+
+
+def fit_mixture(mu: torch.Tensor, y: torch.Tensor, iters: int = 20) -> Mixture:
+    """EM for a 10-component mixture, started from the class labels (deterministic; uses labels)."""
+    k = int(y.max()) + 1
+    return _em(mu.double(), torch.nn.functional.one_hot(y, k).double(), iters)
+
+
+def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30) -> Mixture:
+    """EM for a k-component mixture WITHOUT labels, started from k-means++ centres (seeded)."""
+    x = mu.double()
+    g = torch.Generator().manual_seed(seed)
+    centres = x[torch.randint(len(x), (1,), generator=g)]
+    for _ in range(1, k):  # k-means++: the next centre far from the chosen ones, with probability ~ d^2
+        d2 = torch.cdist(x, centres).min(1).values.pow(2)
+        centres = torch.cat([centres, x[torch.multinomial(d2 + 1e-12, 1, generator=g)]])
+    nearest = torch.cdist(x, centres).argmin(1)
+    return _em(x, torch.nn.functional.one_hot(nearest, k).double(), iters)
+
+
+def choose_gmm(
+    mu: torch.Tensor, candidates: tuple[int, ...] = (1, 2, 5, 10, 20), seed: int = 0
+) -> tuple[Mixture, dict[int, float]]:
+    """The label-free mixture whose size has the best held-out log-likelihood, refitted on all of mu.
+
+    A random 20% of the points (at most 4,000) is held out and at most 16,000 others are fitted:
+    enough to rank sizes, and it keeps the search to seconds. Returns the refit and
+    {k: held-out log-likelihood in nats per point}.
+    """
+    perm = torch.randperm(len(mu), generator=torch.Generator().manual_seed(seed))
+    cut = min(len(mu) // 5, 4000)
+    held, fit = mu[perm[:cut]], mu[perm[cut : cut + 16000]]
+    scores = {
+        k: float(fit_gmm(fit, k, seed).log_prob(held).mean()) for k in candidates if k <= len(fit) // 10
+    }
+    best = max(scores, key=scores.get)
+    return fit_gmm(mu, best, seed), scores

@@ -35,7 +35,7 @@ SHORT = {
     "train.lr": "lr",
     "train.batch_size": "b",
 }
-SWEEP_KEYS = {"name", "description", "base", "set", "grid", "postprocess"}
+SWEEP_KEYS = {"name", "description", "base", "set", "grid", "postprocess", "replicates"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: i
         base = str((path.parent / base).resolve())  # one spelling, whatever the working directory
     overrides = {**config.flatten(raw.get("set", {})), **config.parse_overrides(cli_overrides or [])}
     grid = {k: v if isinstance(v, list) else [v] for k, v in config.flatten(raw.get("grid", {})).items()}
+    grid = _with_replicates(grid, overrides, raw.get("replicates", 1))
     size = math.prod(len(v) for v in grid.values())
     if size > max_trials:
         raise ConfigError(
@@ -136,6 +137,19 @@ def check_sweep_name(name: str) -> str:
             f"(not starting with '.' or '-', at most {NAME_BYTES} characters)"
         )
     return name
+
+
+def _with_replicates(grid: dict, overrides: dict, n: object) -> dict:
+    """`replicates = n`: the grid gains a last axis train.seed = [0, ..., n-1] (the gallery groups by it)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"replicates must be a whole number >= 1, got {n!r}")
+    if n == 1:
+        return grid
+    if "train.seed" in grid or "train.seed" in overrides:
+        raise ConfigError(
+            "replicates sets train.seed to 0..n-1; remove train.seed from [grid]/[set], or drop replicates"
+        )
+    return {**grid, "train.seed": list(range(n))}
 
 
 def expand(base_name: str, overrides: dict[str, Any], grid: dict[str, list[Any]]) -> list[Trial]:

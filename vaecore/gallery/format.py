@@ -17,9 +17,23 @@ METRICS = [
     ("active_units", "active units", "max", "{:.0f}"),
     ("fid_prior", "FID prior", "min", "{:.1f}"),
     ("fid_aggregate", "FID agg. post.", "min", "{:.1f}"),
+    ("fid_gmm", "FID mixture", "min", "{:.1f}"),
+    ("fid_two_stage", "FID 2-stage", "min", "{:.1f}"),
     ("recon_accuracy", "recon acc.", "max", "pct"),
 ]
+# Samplers in the order pages show them: key, short name, title. The first four never see a label.
+SAMPLERS = [
+    ("prior", "N(0, I)", "Prior samples"),
+    ("aggregate", "aggregate Gaussian", "Aggregate-posterior samples"),
+    ("gmm", "mixture", "Mixture samples (no labels)"),
+    ("two_stage", "2-stage VAE", "Two-stage VAE samples"),
+    ("mixture", "class mixture", "Class-started mixture samples (uses labels)"),
+]
+LABEL_FREE = ("prior", "aggregate", "gmm", "two_stage")
 EXTRA_METRICS = [
+    ("gap_closed", "prior-to-recon FID gap closed by the best sampler", "pct"),
+    ("gmm_components", "mixture components (held-out choice)", "{:.0f}"),
+    ("two_stage_val_loss", "2-stage held-out loss (nats/vector)", "{:.2f}"),
     ("fid_recon", "FID reconstructions", "{:.1f}"),
     ("fid_floor", "FID floor (test vs test)", "{:.2f}"),
     ("iwae_k", "IWAE samples k", "{:.0f}"),
@@ -34,12 +48,20 @@ FIGURES = [
     ("morph_interp", "Interpolation strips", "(1 - alpha) v_A + alpha v_B"),
     ("morph_matrix", "All 45 class pairs", ""),
     ("traversals", "Latent traversals", "one row per dimension"),
+    ("two_stage_loss", "Two-stage VAE training", "the second VAE's loss on the train-set latents"),
 ]
-COMPARE = ["samples_prior", "samples_aggregate", "recon", "latent", "prototypes", "morph_matrix", "curves"]
-TITLES = {k: t for k, t, _ in FIGURES} | {
-    "samples_prior": "Prior samples",
-    "samples_aggregate": "Aggregate-posterior samples",
-}
+COMPARE = [
+    "samples_prior",
+    "samples_aggregate",
+    "samples_gmm",
+    "samples_two_stage",
+    "recon",
+    "latent",
+    "prototypes",
+    "morph_matrix",
+    "curves",
+]
+TITLES = {k: t for k, t, _ in FIGURES} | {f"samples_{k}": t for k, _, t in SAMPLERS}
 
 
 def number(value: Any) -> float | None:

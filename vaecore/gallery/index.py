@@ -1,4 +1,8 @@
-"""index.html's data: the header facts, the runs table, the plots, parallel coordinates, sample matrices."""
+"""index.html's data: the header facts, the runs table (grouped by seed), plots, parallel coordinates.
+
+With replicates (train.seed swept) every table row, plot point and parallel-coordinates line is
+a group of runs that differ only in seed (vaecore.gallery.groups); without, a group is one run.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import itertools
 from typing import Any
 from urllib.parse import quote
 
+from vaecore.gallery import groups as grp
+from vaecore.gallery import matrix
 from vaecore.gallery import plots as charts
 from vaecore.gallery.format import (
     DASH,
+    LABEL_FREE,
     METRICS,
-    TITLES,
+    SAMPLERS,
     fmt,
     fmt_param,
     fmt_seconds,
-    image,
     label,
     metric,
     number,
@@ -40,45 +46,89 @@ def swept_axes(sweep: dict) -> list[dict]:
     return axes
 
 
-def table(sweep: dict, axes: list[dict]) -> dict:
+def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
     cols = [{"label": a["label"], "title": a["key"], "numeric": True} for a in axes]
     cols += [{"label": lab, "title": key, "numeric": True} for key, lab, _, _ in METRICS]
     cols += [
+        {"label": "best sampler", "title": "label-free sampler with the lowest FID", "numeric": False},
         {"label": "epochs", "title": "epochs trained", "numeric": True},
         {"label": "train time", "title": "training wall time", "numeric": True},
     ]
-    best = {}
-    for key, _, better, _ in METRICS:
-        vals = [v for r in sweep["runs"] if (v := metric(r, key)) is not None]
-        if better and len(vals) > 1:
-            best[key] = max(vals) if better == "max" else min(vals)
+    stats = {key: [grp.group_stat(g, key) for g in groups] for key, *_ in METRICS}
+    marks = {key: grp.verdicts(stats[key], better) for key, _, better, _ in METRICS if better}
     rows = []
-    for run in sweep["runs"]:
-        cells = [
-            {
-                "text": fmt_param(run["params"].get(a["key"], DASH)),
-                "sort": _sort(run["params"].get(a["key"])),
-                "best": False,
-            }
-            for a in axes
-        ]
-        for key, _, _, spec in METRICS:
-            v = metric(run, key)
-            cells.append(
-                {"text": fmt(v, spec), "sort": _sort(v), "best": v is not None and best.get(key) == v}
+    for i, g in enumerate(groups):
+        if replicated:
+            rows.append(
+                _group_row(g, axes, {k: (stats[k][i], marks.get(k, [""] * len(groups))[i]) for k in stats})
             )
-        cells.append({"text": fmt(run["epochs"], "{:.0f}"), "sort": _sort(run["epochs"]), "best": False})
-        cells.append({"text": fmt_seconds(run["seconds"]), "sort": _sort(run["seconds"]), "best": False})
-        rows.append(
-            {
-                "name": run["name"],
-                "href": "runs/" + quote(run["page"]),
-                "state": run["state"],
-                "note": run_note(run),
-                "cells": cells,
-            }
-        )
-    return {"cols": cols, "rows": rows}
+            rows += [{**_row(r, g, axes, {}), "kind": "member"} for r in g["runs"]]
+        else:
+            rows.append(_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}))
+    return {"cols": cols, "rows": rows, "replicated": replicated, "rule": grp.RULE}
+
+
+def _group_row(g: dict, axes: list[dict], metrics: dict) -> dict:
+    """A grid point's row: mean ± std (n) per metric, its best sampler, summed training time."""
+    cells = [_text_cell(fmt_param(g["params"].get(a["key"], DASH)), g["params"].get(a["key"])) for a in axes]
+    for key, _, _, spec in METRICS:
+        st, mark = metrics[key]
+        cells.append({"text": grp.fmt_stat(st, spec), "sort": _sort(st.mean if st else None), "mark": mark})
+    cells.append(_text_cell(best_sampler({k: grp.group_stat(g, f"fid_{k}") for k in LABEL_FREE})))
+    epochs = grp.stat([r["epochs"] for r in g["runs"] if r["epochs"] is not None])
+    seconds = sum(r["seconds"] or 0 for r in g["runs"])
+    cells.append(_text_cell(fmt(epochs.mean if epochs else None, "{:.0f}"), epochs.mean if epochs else None))
+    cells.append(_text_cell(fmt_seconds(seconds), seconds))
+    n, done = len(g["runs"]), sum(r["post_processed"] for r in g["runs"])
+    return {
+        "kind": "group",
+        "name": g["name"],
+        "href": "",
+        "state": "completed" if done else g["runs"][0]["state"],
+        "note": f"{n} seeds" + ("" if done == n else f" ({done} processed)"),
+        "unit": g["id"],
+        "cells": cells,
+    }
+
+
+def _row(run: dict, group: dict, axes: list[dict], marks: dict) -> dict:
+    cells = [
+        _text_cell(fmt_param(run["params"].get(a["key"], DASH)), run["params"].get(a["key"])) for a in axes
+    ]
+    for key, _, _, spec in METRICS:
+        v = metric(run, key)
+        cells.append({"text": fmt(v, spec), "sort": _sort(v), "mark": marks.get(key, "")})
+    cells.append(
+        _text_cell(best_sampler({k: grp.group_stat({"runs": [run]}, f"fid_{k}") for k in LABEL_FREE}))
+    )
+    cells.append(_text_cell(fmt(run["epochs"], "{:.0f}"), run["epochs"]))
+    cells.append(_text_cell(fmt_seconds(run["seconds"]), run["seconds"]))
+    return {
+        "kind": "run",
+        "name": run["name"],
+        "href": "runs/" + quote(run["page"]),
+        "state": run["state"],
+        "note": run_note(run),
+        "unit": group["id"],
+        "cells": cells,
+    }
+
+
+def _text_cell(text: str, sort: Any = None) -> dict:
+    return {
+        "text": text,
+        "sort": _sort(sort) if sort is not None else ("" if text == DASH else text),
+        "mark": "",
+    }
+
+
+def best_sampler(fids: dict) -> str:
+    """'2-stage VAE (31.2)': the label-free sampler with the lowest (mean) FID."""
+    known = {k: s.mean for k, s in fids.items() if s is not None}
+    if not known:
+        return DASH
+    best = min(known, key=known.get)
+    return f"{dict((k, n) for k, n, _ in SAMPLERS)[best]} ({known[best]:.1f})"
 
 
 def _sort(v: Any) -> str:
@@ -93,41 +143,35 @@ def run_note(run: dict) -> str:
     return "" if run["post_processed"] else "not post-processed"
 
 
-def plots(sweep: dict, axes: list[dict]) -> list[dict]:
-    runs = [
-        r for r in sweep["runs"] if metric(r, "test_kl") is not None and metric(r, "test_mse") is not None
-    ]
+def plots(groups: list[dict], axes: list[dict]) -> list[dict]:
+    """Rate-distortion and FID per axis; with replicates, points are group means with ±1 std bars."""
+    st = lambda g, k: grp.group_stat(g, k)
+    have = [g for g in groups if st(g, "test_kl") and st(g, "test_mse")]
     out = []
-    if runs:
+    if have:
         pts = [
-            {
-                "kl": metric(r, "test_kl"),
-                "mse": metric(r, "test_mse"),
-                "fid": metric(r, "fid_prior"),
-                "label": r["name"],
-            }
-            for r in runs
+            {"kl": st(g, "test_kl"), "mse": st(g, "test_mse"), "fid": st(g, "fid_prior"), "label": g["name"]}
+            for g in have
         ]
         out.append(
             {
                 "src": "plots/rate_distortion.png",
                 "png": charts.rate_distortion(pts),
-                "alt": "Rate-distortion: test KL against reconstruction MSE, one point per run, colour = FID",
+                "alt": "Rate-distortion: test KL against reconstruction MSE, one point per grid point, "
+                "colour = FID of prior samples",
             }
         )
-    if axes and any(metric(r, "fid_prior") is not None for r in sweep["runs"]):
+    if axes and any(st(g, "fid_prior") for g in groups):
         specs = [
             {
                 "label": a["label"],
                 "values": [fmt_param(v) for v in a["values"]],
+                "series": [(k, n) for k, n, _ in SAMPLERS if any(st(g, f"fid_{k}") for g in groups)],
                 "runs": [
-                    {
-                        "value": fmt_param(r["params"][a["key"]]),
-                        "fid_prior": metric(r, "fid_prior"),
-                        "fid_aggregate": metric(r, "fid_aggregate"),
-                    }
-                    for r in sweep["runs"]
-                    if a["key"] in r["params"]
+                    {"value": fmt_param(g["params"][a["key"]])}
+                    | {k: st(g, f"fid_{k}") for k, _, _ in SAMPLERS}
+                    for g in groups
+                    if a["key"] in g["params"]
                 ],
             }
             for a in axes
@@ -136,7 +180,7 @@ def plots(sweep: dict, axes: list[dict]) -> list[dict]:
             {
                 "src": "plots/fid_by_axis.png",
                 "png": charts.fid_by_axis(specs),
-                "alt": "FID of prior and aggregate-posterior samples against each swept hyperparameter",
+                "alt": "FID of each sampler's images against each swept hyperparameter",
             }
         )
     for p in out:
@@ -150,21 +194,23 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # the IHDR chunk
 
 
-def parallel(sweep: dict, axes: list[dict]) -> dict | None:
-    runs = [r for r in sweep["runs"] if all(metric(r, k) is not None for k in PARALLEL)]
-    if len(runs) < 2:
+def parallel(groups: list[dict], axes: list[dict]) -> dict | None:
+    """One line per group (its means); a line is coloured where its group is best beyond the noise."""
+    means = {g["id"]: {k: s.mean for k in PARALLEL if (s := grp.group_stat(g, k))} for g in groups}
+    units = [g for g in groups if len(means[g["id"]]) == len(PARALLEL)]
+    if len(units) < 2:
         return None
-    cols, values = [], {r["name"]: [] for r in runs}
+    cols, values = [], {g["id"]: [] for g in units}
     for a in axes:
         pos = {vkey(v): i / max(len(a["values"]) - 1, 1) for i, v in enumerate(a["values"])}
         cols.append(
             {"label": a["label"], "top": fmt_param(a["values"][-1]), "bottom": fmt_param(a["values"][0])}
         )
-        for r in runs:
-            values[r["name"]].append(pos.get(vkey(r["params"].get(a["key"])), 0.0))
+        for g in units:
+            values[g["id"]].append(pos.get(vkey(g["params"].get(a["key"])), 0.0))
     best: dict[str, list[str]] = {}
     for key, lab, better, spec in (m for m in METRICS if m[0] in PARALLEL):
-        vals = [metric(r, key) for r in runs]
+        vals = [means[g["id"]][key] for g in units]
         lo, hi = min(vals), max(vals)
         up = better != "min"  # better values at the top, so the best lines run high
         cols.append(
@@ -174,78 +220,44 @@ def parallel(sweep: dict, axes: list[dict]) -> dict | None:
                 "bottom": fmt(lo if up else hi, spec),
             }
         )
-        for r, v in zip(runs, vals, strict=False):
+        for g, v in zip(units, vals, strict=False):
             t = (v - lo) / (hi - lo) if hi > lo else 0.5
-            values[r["name"]].append(t if up else 1 - t)
+            values[g["id"]].append(t if up else 1 - t)
         if better:
-            winner = (max if better == "max" else min)(runs, key=lambda r: metric(r, key))
-            best.setdefault(winner["name"], []).append(lab)
+            marks = grp.verdicts([grp.group_stat(g, key) for g in units], better)
+            for g, mark in zip(units, marks, strict=True):
+                if mark == "best":
+                    best.setdefault(g["id"], []).append(lab)
     colors = dict(zip(best, itertools.cycle(PALETTE)))
     lines = [
         {
-            "name": r["name"],
-            "values": values[r["name"]],
-            "best": r["name"] in best,
-            "color": colors.get(r["name"], "#9aa3ad"),
-            "why": ", ".join(best.get(r["name"], [])),
+            "name": g["name"],
+            "unit": g["id"],
+            "values": values[g["id"]],
+            "best": g["id"] in best,
+            "color": colors.get(g["id"], "#9aa3ad"),
+            "why": ", ".join(best.get(g["id"], [])),
         }
-        for r in runs
+        for g in units
     ]
     svg = charts.parallel_coords(cols, lines)
     svg["legend"] = [ln for ln in lines if ln["best"]]
     return svg
 
 
-def matrices(sweep: dict, axes: list[dict], kind: str) -> list[dict]:
-    """Thumbnails on the two axes with the most values; one matrix per combination of the other axes."""
-    main = sorted(axes, key=lambda a: -len(a["values"]))[:2]  # stable: ties keep grid order
-    main.sort(key=axes.index)
-    rows_ax = main[0] if main else None
-    cols_ax = main[1] if len(main) > 1 else None
-    others = [a for a in axes if a not in main]
-    groups = []
-    for combo in itertools.product(*[a["values"] for a in others]):
-        fixed = {a["key"]: vkey(v) for a, v in zip(others, combo, strict=False)}
-        caption = ", ".join(f"{a['label']} = {fmt_param(v)}" for a, v in zip(others, combo, strict=False))
-        rows = []
-        for rv in rows_ax["values"] if rows_ax else [None]:
-            cells = [
-                _cell(sweep, {**fixed, **_pin(rows_ax, rv), **_pin(cols_ax, cv)}, kind)
-                for cv in (cols_ax["values"] if cols_ax else [None])
-            ]
-            rows.append({"value": fmt_param(rv) if rows_ax else "", "cells": cells})
-        groups.append(
-            {
-                "caption": caption,
-                "rows": rows,
-                "cols": [fmt_param(v) for v in cols_ax["values"]] if cols_ax else [""],
-            }
-        )
-    return groups
-
-
-def _pin(axis: dict | None, value: Any) -> dict:
-    return {axis["key"]: vkey(value)} if axis else {}
-
-
-def _cell(sweep: dict, want: dict, kind: str) -> dict:
-    match = [r for r in sweep["runs"] if all(vkey(r["params"].get(k)) == v for k, v in want.items())]
-    if not match:
-        return {"href": "", "name": "", "img": None, "note": "no run"}
-    run = match[0]
-    rel = run["artifacts"].get(kind)
-    if kind == "samples_prior" and run["frames"]:
-        # The last epoch's bare 8 x 8 grid (the same prior vectors in every run of one latent
-        # size) stays readable as a thumbnail; the titled 10 x 10 figure does not.
-        rel = run["frames"][-1]
-    note = run_note(run) or ("" if rel else "no picture")
-    img = image(run, rel, "", f"{TITLES[kind]} of {run['name']}", width=160) if rel else None
-    return {"href": "runs/" + quote(run["page"]), "name": run["name"], "img": img, "note": note}
-
-
 def index_context(sweep: dict) -> dict:
     m, runs = sweep["manifest"], sweep["runs"]
     axes = swept_axes(sweep)
+    replicated = any(a["key"] == grp.SEED for a in axes)
+    groups = (
+        grp.group_runs(runs)
+        if replicated
+        else [
+            {"id": f"u{i}", "name": r["name"], "params": r["params"], "runs": [r]} for i, r in enumerate(runs)
+        ]
+    )
+    if replicated:
+        axes = [a for a in axes if a["key"] != grp.SEED]
     count = {s: sum(r["state"] == s for r in runs) for s in ("completed", "failed", "pending")}
     unprocessed = sum(r["state"] == "completed" and not r["post_processed"] for r in runs)
     hw = m.get("hardware") if isinstance(m.get("hardware"), dict) else {}
@@ -260,6 +272,11 @@ def index_context(sweep: dict) -> dict:
             "runs",
             f"{len(runs)}: {count['completed']} completed, {count['failed']} failed, "
             f"{count['pending']} pending" + (f" ({unprocessed} not post-processed)" if unprocessed else ""),
+        ),
+        *(
+            [("replicates", f"{max(len(g['runs']) for g in groups)} seeds per grid point (train.seed)")]
+            if replicated
+            else []
         ),
         ("total training time", fmt_seconds(sum(r["seconds"] or 0 for r in runs))),
         ("sweep wall time", fmt_seconds(number(timings.get("sweep_s")))),
@@ -278,12 +295,10 @@ def index_context(sweep: dict) -> dict:
         "root": "",
         "sweep": sweep["name"],
         "facts": facts,
-        "table": table(sweep, axes),
-        "plots": plots(sweep, axes),
-        "parallel": parallel(sweep, axes),
-        "samples": matrices(sweep, axes, "samples_prior"),
-        "recons": matrices(sweep, axes, "recon"),
-        "matrix_axes": " × ".join(a["label"] for a in sorted(axes, key=lambda a: -len(a["values"]))[:2]),
+        "table": table(groups, axes, replicated),
+        "plots": plots(groups, axes),
+        "parallel": parallel(groups, axes),
+        "matrix": matrix.matrices(groups, axes, run_note),
     }
 
 

@@ -12,6 +12,7 @@ from vaecore.gallery.format import (
     EXTRA_METRICS,
     FIGURES,
     METRICS,
+    SAMPLERS,
     TITLES,
     fmt,
     fmt_param,
@@ -57,6 +58,9 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
             rows.append(
                 (label(key), ", ".join(f"{v:.2f}" for v in vals[:16]) + (" …" if len(vals) > 16 else ""))
             )
+    names = {k: n for k, n, _ in SAMPLERS}
+    if m.get("best_sampler") in names:
+        rows.append(("best label-free sampler", names[m["best_sampler"]]))
     clf = run["summary"].get("classifier")
     if isinstance(clf, dict):
         rows.append(("reference classifier accuracy", fmt(number(clf.get("test_accuracy")), "pct")))
@@ -75,16 +79,17 @@ def history(run: dict) -> dict:
 def figures(run: dict, root: str) -> list[dict]:
     """Sections in reading order; keys the post-processing did not write are simply not shown."""
     arts = run["artifacts"]
-    known = {k for k, _, _ in FIGURES} | {"samples_prior", "samples_aggregate"}
+    known = {k for k, _, _ in FIGURES} | {f"samples_{k}" for k, _, _ in SAMPLERS}
     out = []
-    pair = [k for k in ("samples_prior", "samples_aggregate") if k in arts]
-    if pair:
+    shown = [(k, t) for k, _, t in SAMPLERS if f"samples_{k}" in arts]
+    if shown:
         out.append(
             {
-                "title": "Prior vs aggregate-posterior samples",
-                "note": "same z seeds for the same latent size",
-                "images": [image(run, arts[k], root, f"{TITLES[k]} of {run['name']}") for k in pair],
-                "captions": [TITLES[k] for k in pair],
+                "title": "Samples from each sampler",
+                "note": "the same z seeds for the same latent size; FID on the reference classifier's "
+                "features, lower is better",
+                "images": [image(run, arts[f"samples_{k}"], root, f"{t} of {run['name']}") for k, t in shown],
+                "captions": [f"{t}: FID {fmt(metric(run, f'fid_{k}'), '{:.1f}')}" for k, t in shown],
             }
         )
     specs = FIGURES + [(k, label(k), "") for k in sorted(arts) if k not in known]

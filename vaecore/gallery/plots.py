@@ -56,17 +56,32 @@ def _place_labels(fig, ax, xs: list[float], ys: list[float], labels: list[str]) 
 
 
 def rate_distortion(points: list[dict]) -> bytes:
-    """KL (rate) against reconstruction MSE (distortion), a labelled point per run, colour = sample FID."""
+    """KL (rate) against MSE (distortion), a labelled point per grid point, colour = prior-sample FID.
+
+    Values are groups.Stat (mean, std, n); points with n > 1 get ±1 std error bars on both axes.
+    """
     plt, fig, ax = _figure(7.2, 4.6)
-    xs = [p["kl"] for p in points]
-    ys = [p["mse"] for p in points]
-    fids = [p["fid"] for p in points]
+    xs = [p["kl"].mean for p in points]
+    ys = [p["mse"].mean for p in points]
+    fids = [p["fid"].mean if p["fid"] else None for p in points]
     known = [f for f in fids if f is not None]
-    colors = [f if f is not None else float("nan") for f in fids]
+    bars = [p for p in points if p["kl"].n > 1]
+    if bars:
+        ax.errorbar(
+            [p["kl"].mean for p in bars],
+            [p["mse"].mean for p in bars],
+            xerr=[p["kl"].std for p in bars],
+            yerr=[p["mse"].std for p in bars],
+            fmt="none",
+            ecolor="#555",
+            elinewidth=0.9,
+            capsize=2.5,
+            zorder=2,
+        )
     sc = ax.scatter(
         xs,
         ys,
-        c=colors,
+        c=[f if f is not None else float("nan") for f in fids],
         cmap="viridis_r",
         s=36,
         edgecolors="#222",
@@ -82,46 +97,58 @@ def rate_distortion(points: list[dict]) -> bytes:
         ax.set_yscale("log")
     ax.set_xlabel("rate: test KL(q(z|x) || p(z)) [nats]")
     ax.set_ylabel("distortion: test reconstruction MSE")
+    if bars:
+        ns = sorted({p["kl"].n for p in bars})
+        seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+        ax.set_title(f"mean ± 1 std over {seeds} seeds per grid point", fontsize=8)
     ax.grid(True, color="#e5e5e5", zorder=0)
     fig.canvas.draw()  # fixes the axis limits so label boxes are measured where they will be
     _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
     return _png(plt, fig)
 
 
-def fid_by_axis(axes: list[dict]) -> bytes:
-    """One panel per swept axis: FID of prior and aggregate-posterior samples at each value."""
-    import matplotlib
+SERIES_STYLE = {
+    "prior": ("o", "#1f5fa8"),
+    "aggregate": ("s", "#d0702c"),
+    "gmm": ("^", "#2ca02c"),
+    "two_stage": ("D", "#9467bd"),
+    "mixture": ("v", "#8c564b"),
+}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def fid_by_axis(axes: list[dict]) -> bytes:
+    """One panel per swept axis: each sampler's FID at each value (group means, ±1 std bars)."""
+    from vaecore.plotting import plt
 
     n = max(len(axes), 1)
     fig, subs = plt.subplots(
-        1, n, figsize=(3.2 * n + 0.6, 3.0), dpi=DPI, layout="constrained", squeeze=False, sharey=True
+        1, n, figsize=(3.4 * n + 0.8, 3.2), dpi=DPI, layout="constrained", squeeze=False, sharey=True
     )
     for ax, spec in zip(subs[0], axes, strict=False):
         ticks = spec["values"]
         pos = {v: i for i, v in enumerate(ticks)}
-        for key, label, marker, color in (
-            ("fid_prior", "prior", "o", "#1f5fa8"),
-            ("fid_aggregate", "aggregate posterior", "s", "#d0702c"),
-        ):
+        width = len(spec["series"])
+        for s, (key, name) in enumerate(spec["series"]):
+            marker, color = SERIES_STYLE.get(key, ("o", "#555"))
             pts = [(pos[r["value"]], r[key]) for r in spec["runs"] if r[key] is not None]
             if not pts:
                 continue
-            jitter = 0.08 if key == "fid_aggregate" else -0.08  # keep the two series apart
-            ax.scatter(
+            jitter = 0.09 * (s - (width - 1) / 2)  # keep the series apart
+            ax.errorbar(
                 [x + jitter for x, _ in pts],
-                [y for _, y in pts],
-                marker=marker,
-                s=22,
+                [st.mean for _, st in pts],
+                yerr=[st.std for _, st in pts],
+                fmt=marker,
+                ms=4.5,
                 color=color,
-                label=label,
+                label=name,
                 alpha=0.85,
+                elinewidth=0.8,
+                capsize=2,
                 zorder=3,
             )
             means = [
-                (i, sum(y for x, y in pts if x == i) / n_i)
+                (i, sum(st.mean for x, st in pts if x == i) / n_i)
                 for i in range(len(ticks))
                 if (n_i := sum(1 for x, _ in pts if x == i))
             ]
@@ -131,7 +158,8 @@ def fid_by_axis(axes: list[dict]) -> bytes:
         ax.set_xlabel(spec["label"])
         ax.grid(True, axis="y", color="#e5e5e5", zorder=0)
     subs[0][0].set_ylabel("FID (lower is better)")
-    subs[0][0].legend(fontsize=7.5, frameon=False)
+    handles, labels = subs[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)  # off the data
     return _png(plt, fig)
 
 

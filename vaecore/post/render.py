@@ -18,7 +18,9 @@ from vaecore.plotting import plt
 SAMPLER_TITLES = {
     "prior": "the prior N(0, I)",
     "aggregate": "the aggregate posterior (Gaussian)",
-    "mixture": "the aggregate posterior (10-Gaussian mixture)",
+    "gmm": "a Gaussian mixture fitted without labels",
+    "two_stage": "the two-stage VAE (a second VAE on the latents)",
+    "mixture": "a 10-Gaussian mixture started from the class labels",
 }
 DPI = 100  # with the figure sizes below: 400-900 px wide, 20-120 KB per PNG
 COLORS = plt.get_cmap("tab10").colors
@@ -169,6 +171,20 @@ def curves(history: list[dict], title: str, path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path, gray=False)
+
+
+def two_stage_curve(history: dict, title: str, path: Path) -> None:
+    """The second-stage VAE's loss (negative ELBO per latent vector, standardised units) by step."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(history["step"], history["train"], "-", label="train (mean since last point)")
+    ax.plot(history["step"], history["val"], "--", label="held-out 10%")
+    ax.set_xlabel("Adam step")
+    ax.set_ylabel("negative ELBO (nats / vector)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
     fig.tight_layout()
     save(fig, path, gray=False)
 
