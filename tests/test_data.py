@@ -138,6 +138,7 @@ def test_the_cli_prints_one_line_and_exits_2_on_missing_data(tmp_path):
         ],
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: data.dir") and proc.stderr.count("\n") == 1

@@ -231,3 +231,14 @@ def test_latent_scatter_uses_pca_projections_only_above_3_dims(d, wide, tmp_path
     w, h = Image.open(tmp_path / "latent.png").size
     assert calls == ([(d, 3)] if wide else [])
     assert (w > 2 * h) == wide
+
+
+@pytest.mark.integration
+def test_cli_with_address_auto_runs_each_trial_as_a_ray_task_on_the_cluster(processed, tmp_path, ray_head):
+    sweep = shutil.copytree(processed, tmp_path / "tiny")
+    env = {**ray_head["env"], "RAY_TMPDIR": str(ray_head["tmpdir"])}  # where "auto" finds the head
+    proc = job("jobs.postprocess", str(sweep), "--address", "auto", "--force", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "post-processing 1 trials as Ray tasks" in proc.stdout and "[z4] done in" in proc.stdout
+    assert runs.read_json(sweep / "trials" / "z4" / "summary.json")["trial"] == "z4"
+    assert (sweep / "gallery" / "index.html").is_file()  # without --no-gallery: the gallery too

@@ -100,7 +100,7 @@ def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_p
     assert r0["loss"][2] < 0.8 * r0["loss"][0]
 
 
-def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path):
+def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ray_head):
     # One CPU-2 worker per trial on 2 cores: the trials run one after the other.
     path = write_sweep(tmp_path, '"train.epochs" = [1, 5]', '"resources.cpus_per_worker" = 2')
     out = tmp_path / "out"
@@ -130,7 +130,9 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path):
     first_rows = runs.read_jsonl(long / "metrics.jsonl")
     assert 1 <= len(first_rows) < 5
 
-    proc = job("jobs.sweep", "--config", path, "--out", str(out), "--no-postprocess", timeout=400)
+    # the re-run joins the suite's Ray head: a resume does not need the Ray that trained before
+    again = ["--no-postprocess", "--address", ray_head["address"]]
+    proc = job("jobs.sweep", "--config", path, "--out", str(out), *again, env=ray_head["env"], timeout=400)
     assert proc.returncode == 0, proc.stderr
     assert "1 already done, 1 to train" in proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in done.rglob("*") if p.name in kept} == kept
@@ -154,6 +156,8 @@ def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp
         "--out",
         str(tmp_path / "out"),
         "--no-postprocess",
+        "--max-failures",
+        "1",  # survives exactly the one injected crash (with 0 it fails: test_sweep_cli.py)
         env={"VAE_FAULT_ONCE": str(marker)},
         timeout=400,
     )
