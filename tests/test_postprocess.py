@@ -172,7 +172,9 @@ def test_mixture_option_adds_its_sampler_and_latents_above_3_get_a_pca_scatter(p
 
 
 @pytest.mark.integration
-def test_cli_skips_unchanged_trials_redoes_them_with_force_and_on_changed_inputs(processed, tmp_path):
+def test_cli_skips_unchanged_trials_redoes_them_with_force_and_on_changed_inputs(
+    processed, tmp_path, ray_head
+):
     sweep = shutil.copytree(processed, tmp_path / "tiny", copy_function=shutil.copy2)
     trial = sweep / "trials" / "z4"
     before = snapshot(trial)
@@ -181,8 +183,13 @@ def test_cli_skips_unchanged_trials_redoes_them_with_force_and_on_changed_inputs
     assert again.returncode == 0 and "[z4] skipped up to date" in again.stdout, again.stderr
     assert snapshot(trial) == before
 
-    forced = job("jobs.postprocess", str(sweep), "--no-gallery", "--force", timeout=300)
-    assert forced.returncode == 0 and "[z4] done in" in forced.stdout, forced.stderr
+    # --force, and --address auto: one Ray task per trial on the cluster "auto" finds (the
+    # suite's head, through its RAY_TMPDIR); without --no-gallery the gallery is built too
+    env = {**ray_head["env"], "RAY_TMPDIR": str(ray_head["tmpdir"])}
+    forced = job("jobs.postprocess", str(sweep), "--force", "--address", "auto", env=env, timeout=300)
+    assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr[-2000:]
+    assert "post-processing 1 trials as Ray tasks" in forced.stdout and "[z4] done in" in forced.stdout
+    assert (sweep / "gallery" / "index.html").is_file()
     summary = trial / "summary.json"
     assert summary.stat().st_mtime_ns > before[summary][1]
     assert runs.read_json(summary)["inputs"] == json.loads(before[summary][0])["inputs"]
@@ -231,14 +238,3 @@ def test_latent_scatter_uses_pca_projections_only_above_3_dims(d, wide, tmp_path
     w, h = Image.open(tmp_path / "latent.png").size
     assert calls == ([(d, 3)] if wide else [])
     assert (w > 2 * h) == wide
-
-
-@pytest.mark.integration
-def test_cli_with_address_auto_runs_each_trial_as_a_ray_task_on_the_cluster(processed, tmp_path, ray_head):
-    sweep = shutil.copytree(processed, tmp_path / "tiny")
-    env = {**ray_head["env"], "RAY_TMPDIR": str(ray_head["tmpdir"])}  # where "auto" finds the head
-    proc = job("jobs.postprocess", str(sweep), "--address", "auto", "--force", env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "post-processing 1 trials as Ray tasks" in proc.stdout and "[z4] done in" in proc.stdout
-    assert runs.read_json(sweep / "trials" / "z4" / "summary.json")["trial"] == "z4"
-    assert (sweep / "gallery" / "index.html").is_file()  # without --no-gallery: the gallery too
