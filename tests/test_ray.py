@@ -77,7 +77,7 @@ def check_overheads(d) -> None:
     training = clock["done"] - clock["ready"]
     assert training >= epochs
     # start -> entered -> ready -> done -> end: the parts tile the trial's wall time
-    assert sum(parts) + training == pytest.approx(status["seconds"], abs=0.1)
+    assert sum(parts) + training == pytest.approx(status["seconds"], abs=0.5)
 
 
 def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_path):
