@@ -25,6 +25,7 @@ from vaecore import config, data, runs
 from procs import REPO, end, free_port, own_pids
 
 ROOT = Path(tempfile.mkdtemp(prefix="vt", dir="/tmp"))
+ROOT.chmod(0o755)  # munged refuses a socket below a folder others cannot traverse (Slurm tests)
 # Trained classifiers kept between sessions of this checkout (gitignored), so a machine whose
 # user cache is cold pays the ~3 minute training once, not on every run of the suite.
 KEPT = REPO / "test-artifacts" / "classifier-cache"
