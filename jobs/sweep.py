@@ -57,7 +57,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--address",
         default=os.environ.get("RAY_ADDRESS"),
-        help="Ray cluster to join (auto, HOST:PORT, ray://...; default: $RAY_ADDRESS, "
+        help="Ray cluster to join (auto or HOST:PORT; default: $RAY_ADDRESS, "
         "else start a local Ray in this process)",
     )
     p.add_argument(

@@ -1,10 +1,50 @@
-"""Shared fixtures: the real dataset (loaded once) and small configs."""
+"""Shared fixtures (the real dataset, small configs, one Ray head) and the suite's isolation.
+
+Isolation: before any test runs, the suite gets its own folder under /tmp (short: Ray's socket
+paths are limited) holding its cache ($VAE_CACHE_DIR: dataset verification stamps), Ray's temp
+folder ($RAY_TMPDIR, so `ray.init()` never finds a `ray start` cluster of someone else) and an
+empty torch cache ($TORCH_HOME, so Inception weights on this machine do not switch code paths).
+$RAY_ADDRESS is unset. Subprocesses inherit all of it. At the end, processes that still name
+that folder in their environment are ended. The reference classifier ships with the code.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 from vaecore import config, data
+
+from procs import end, free_port, own_pids
+
+ROOT = Path(tempfile.mkdtemp(prefix="vt", dir="/tmp"))
+ROOT.chmod(0o755)  # munged refuses a socket below a folder others cannot traverse (Slurm tests)
+
+
+def _isolate() -> None:
+    cache = ROOT / "cache"
+    cache.mkdir()
+    os.environ["VAE_CACHE_DIR"] = str(cache)
+    os.environ["RAY_TMPDIR"] = str(ROOT)
+    os.environ["TORCH_HOME"] = str(ROOT / "torch")
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_configure(config):  # noqa: ARG001 (pytest's hook signature)
+    _isolate()
+
+
+def pytest_unconfigure(config):  # noqa: ARG001
+    end(own_pids(ROOT))
+    shutil.rmtree(ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +70,66 @@ def tiny_sweep(tmp_path_factory):
     from procs import job
 
     out = tmp_path_factory.mktemp("tiny")
-    proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out))
+    proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out), timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "tiny"
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """One `ray start --head` (2 CPUs, with the job server) shared by the tests that only need a
+    running cluster. Its own temp folder, free ports and a token of its own; ended by its pids.
+
+    Yields {"address": "127.0.0.1:PORT", "client": "ray://...", "dashboard": "http://...",
+    "env": the environment a client needs, "tmpdir": its $RAY_TMPDIR (for --address auto)}.
+    """
+    tmpdir = ROOT / "head"
+    tmpdir.mkdir()
+    port, client, dash = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "RAY_TMPDIR": str(tmpdir),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+    }
+    ports = {
+        "--port": port,
+        "--ray-client-server-port": client,
+        "--dashboard-port": dash,
+        "--dashboard-agent-grpc-port": free_port(),
+        "--dashboard-agent-listen-port": free_port(),
+        "--metrics-export-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
+    }
+    proc = subprocess.run(
+        [
+            "ray",
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            "--disable-usage-stats",
+            *(f"{k}={v}" for k, v in ports.items()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        yield {
+            "address": f"127.0.0.1:{port}",
+            "client": f"ray://127.0.0.1:{client}",
+            "dashboard": f"http://127.0.0.1:{dash}",
+            "env": env,
+            "tmpdir": tmpdir,
+        }
+    finally:
+        end(own_pids(tmpdir))
+        time.sleep(0.5)

@@ -196,9 +196,3 @@ def make_fake_sweep(root: Path, sweep: str = "fake") -> Path:
 def fake_sweep(tmp_path_factory) -> Path:
     """A fabricated sweep with every kind of run (failed, not post-processed, hostile name)."""
     return make_fake_sweep(tmp_path_factory.mktemp("out"))
-
-
-@pytest.fixture(scope="session")
-def gallery_sweep(tiny_sweep) -> Path:
-    """The sweep the browser test opens: the real tiny sweep, trained and post-processed."""
-    return tiny_sweep

@@ -1,10 +1,11 @@
-"""Test helpers for real subprocesses: run the jobs, find and end Ray processes we left behind."""
+"""Test helpers for real subprocesses: run the jobs, free ports, find and end processes we started."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,24 +15,39 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def job(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` from the repo root; output captured as text."""
+    """Run `python -m <args>` from the repo root; output captured as text; never hangs the suite."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", *args], cwd=REPO, env=full_env, text=True, capture_output=True, timeout=timeout
     )
 
 
-def ray_pids() -> set[int]:
-    """Processes whose command line mentions ray (raylet, gcs_server, workers, agents)."""
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the OS picks it; nothing else listens there now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def own_pids(folder: Path) -> set[int]:
+    """Processes started for `folder`: its path is in their environment or command line.
+
+    Every process the suite starts (directly, or by Ray or Slurm on its behalf) inherits
+    $RAY_TMPDIR/$VAE_CACHE_DIR under the suite's own temp folder, so this finds them and only them.
+    """
+    needle = str(folder).encode()
     out = set()
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (proc / "environ").read_bytes().split(b"\0")
+            cmd = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if "ray" in cmd and int(proc.name) != os.getpid():
+        if any(e.endswith(b"=" + needle) or (b"=" + needle + b"/") in e for e in env) or (
+            needle + b"/" in cmd
+        ):
             out.add(int(proc.name))
     return out
 

@@ -1,4 +1,5 @@
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ def idx_bytes(array: np.ndarray, magic_dtype: int = 0x08) -> bytes:
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
 
 
@@ -64,6 +65,24 @@ def test_torchvision_layout_is_found(tmp_path):
 def test_env_var_comes_before_the_debian_package(copied, monkeypatch):
     monkeypatch.setenv("FASHION_MNIST_DIR", str(copied))
     assert data.find() == copied
+
+
+def test_the_verification_stamp_is_reused_until_a_file_changes(copied, monkeypatch):
+    data.load(str(copied))
+    stamps = list((copied.parent / "cache").glob("verified-*.json"))
+    assert len(stamps) == 1  # in $VAE_CACHE_DIR
+    checked = []
+    real_check = data.check
+    monkeypatch.setattr(data, "check", lambda name, *a: checked.append(name) or real_check(name, *a))
+    data.load(str(copied))
+    assert checked == []  # trusted from the stamp: not hashed again
+    labels = copied / "t10k-labels-idx1-ubyte.gz"
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 1_000_000))
+    data.load(str(copied))
+    assert sorted(checked) == sorted(data.FILES)  # a touched file: all verified again
+    checked.clear()
+    data.load(str(copied))
+    assert checked == []  # and remembered again
 
 
 def test_a_changed_file_is_verified_again_and_its_bad_hash_reported(copied):
@@ -119,6 +138,7 @@ def test_the_cli_prints_one_line_and_exits_2_on_missing_data(tmp_path):
         ],
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: data.dir") and proc.stderr.count("\n") == 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import time
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -277,3 +279,19 @@ def test_cli_builds_and_rejects_a_folder_that_is_not_a_sweep(sweep, tmp_path, ca
     assert "index.html" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="not a sweep folder"):
         gallery_cli.main([str(tmp_path / "nowhere")])
+
+
+def test_leftovers_of_killed_builds_are_removed_and_a_live_build_is_kept(sweep, capsys):
+    old = sweep / ".gallery.old-abc123"  # a previous site a killed build did not delete
+    (old / "runs").mkdir(parents=True)
+    stale = sweep / ".gallery.tmp-stale1"  # a temp site abandoned over an hour ago
+    (stale / "index.html").parent.mkdir()
+    (stale / "index.html").write_text("half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    live = sweep / ".gallery.tmp-live12"  # a build running right now, next to this one
+    live.mkdir()
+    assert gallery_cli.main([str(sweep)]) == 0
+    assert not old.exists() and not stale.exists() and live.is_dir()
+    assert sorted(p.name for p in sweep.iterdir() if p.name.startswith(".gallery")) == [live.name]
+    assert (sweep / "gallery" / "index.html").is_file()

@@ -1,4 +1,8 @@
-"""The gallery in real headless Chromium, over file:// and over HTTP: no errors, every picture loads."""
+"""The gallery in real headless Chromium, over file:// and over HTTP: no errors, every picture loads.
+
+Two sweeps: the real tiny sweep (trained and post-processed), and the fabricated one with a
+failed run, a run not post-processed and hostile names and config values (gallery_fixtures).
+"""
 
 from __future__ import annotations
 
@@ -17,18 +21,21 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from vaecore.gallery import site as gallery_site
 
 import gallery_fixtures
+from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
 
 pytestmark = pytest.mark.integration
-
-gallery_sweep = gallery_fixtures.gallery_sweep
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-@pytest.fixture(scope="module")
-def site(gallery_sweep) -> Path:
-    gallery_site.build(gallery_sweep)
-    return gallery_sweep
+@pytest.fixture(scope="module", params=["real", "fabricated"])
+def site(request, tmp_path_factory) -> Path:
+    if request.param == "real":
+        sweep = request.getfixturevalue("tiny_sweep")
+    else:
+        sweep = gallery_fixtures.make_fake_sweep(tmp_path_factory.mktemp("fabricated"))
+    gallery_site.build(sweep)
+    return sweep
 
 
 @pytest.fixture(scope="module")
@@ -137,22 +144,38 @@ def check_sorting(drv) -> None:
     values = column(drv, i)
     numbers = [float(v) for v in values if v]
     assert numbers == sorted(numbers) and values[len(numbers) :] == [""] * (len(values) - len(numbers))
-    ascending = column(drv, 0)
+    value_of = dict(zip(column(drv, 0), values, strict=True))
     headers[i].click()
     numbers = [float(v) for v in column(drv, i) if v]
     assert numbers == sorted(numbers, reverse=True)
     assert len(set(numbers)) >= 2, "needs two runs with different ELBOs to show a re-order"
-    assert column(drv, 0)[: len(numbers)] == ascending[: len(numbers)][::-1]
+    # whole rows move: each run keeps its own value (ties may keep either order)
+    assert dict(zip(column(drv, 0), column(drv, i), strict=True)) == value_of
 
 
-def check_site(drv, base: str) -> None:
+def body_text(drv) -> str:
+    return drv.find_element(By.TAG_NAME, "body").text
+
+
+def check_site(drv, base: str, site: Path) -> None:
     open_page(drv, f"{base}/gallery/index.html")
     check_sorting(drv)
     links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")]
-    assert links and len(links) == len(drv.find_elements(By.CSS_SELECTOR, "table.runs tbody tr"))
-    for href in links:
-        open_page(drv, href)
-        assert drv.find_element(By.TAG_NAME, "h1").text
+    names = [a.text for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")]
+    assert sorted(names) == sorted(p.name for p in (site / "trials").iterdir())
+    fabricated = HOSTILE in names
+    if fabricated:  # every kind of run is listed, and the hostile name shows as text
+        text = body_text(drv)
+        assert "failed: loss became NaN at epoch 3 <nan>" in text and "not post-processed" in text
+    for name, href in zip(names, links, strict=True):
+        open_page(drv, href)  # a script run by a hostile value would raise an alert here
+        assert drv.find_element(By.TAG_NAME, "h1").text.startswith(name)
+        if fabricated:
+            assert HOSTILE_CONFIG in body_text(drv)
+        if name == FAILED:
+            assert "loss became NaN at epoch 3 <nan>" in body_text(drv)
+        if name == PENDING:
+            assert drv.find_elements(By.CSS_SELECTOR, "img")  # its epoch samples, no artifacts
     open_page(drv, f"{base}/gallery/compare.html")
     heads = drv.find_elements(By.CSS_SELECTOR, "#compare thead th a")
     assert len(heads) == 2 and all(h.text for h in heads)
@@ -164,16 +187,17 @@ def check_site(drv, base: str) -> None:
 
 
 def test_gallery_over_file_url(driver, site):
-    check_site(driver, site.resolve().as_uri())
+    check_site(driver, site.resolve().as_uri(), site)
     driver.get((site / "gallery" / "index.html").resolve().as_uri())
-    screenshot(driver, "gallery-index.png")
-    screenshot(driver, "gallery-index-phone.png", width=400)
+    kind = "fabricated-" if (site / "trials" / HOSTILE).exists() else ""
+    screenshot(driver, f"gallery-{kind}index.png")
+    screenshot(driver, f"gallery-{kind}index-phone.png", width=400)
     driver.get(driver.find_element(By.CSS_SELECTOR, "table.runs tbody th a").get_attribute("href"))
-    screenshot(driver, "gallery-run.png")
+    screenshot(driver, f"gallery-{kind}run.png")
 
 
-def test_gallery_over_http(driver, http_root):
-    check_site(driver, http_root)
+def test_gallery_over_http(driver, http_root, site):
+    check_site(driver, http_root, site)
 
 
 # --- the index's matrix (epoch slider, kind switch, selection) and the compare overlay ------------

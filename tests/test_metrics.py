@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from vaecore import config, data, latent, model, train
 from vaecore.post import classifier, metrics
@@ -108,3 +109,66 @@ def test_classifier_features_separate_real_images_from_noise(reference, fmnist):
     noise = (torch.rand(1000, 28, 28) * 255).to(torch.uint8)
     f_real, f_other, f_noise = (classifier.predict(model, x)[0] for x in (real, other, noise))
     assert metrics.fid(f_real, f_other) * 20 < metrics.fid(f_real, f_noise)
+
+
+# --- the Inception FID path, with a stand-in network (no weights can be downloaded here) -------
+
+
+class StandInInception(nn.Module):
+    """torchvision's inception_v3 interface (constructor, load_state_dict, .fc), tiny and fast."""
+
+    def __init__(self, weights=None, aux_logits=True, init_weights=False):
+        super().__init__()
+        assert weights is None and aux_logits and not init_weights  # what the code asks for
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(6), nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten())
+        self.fc = nn.Linear(8 * 4 * 4, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1:] == (3, 299, 299), x.shape  # gray made RGB and resized, as for Inception
+        return self.fc(self.body(x))
+
+
+@pytest.fixture
+def inception_stand_in(tmp_path, monkeypatch):
+    """torch's hub cache with 'Inception weights' in it, and inception_v3 replaced by the stand-in."""
+    import torchvision.models
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(StandInInception().state_dict(), folder / "inception_v3_google-0cc3c7bd.pth")
+    monkeypatch.setattr(torchvision.models, "inception_v3", StandInInception)
+    return folder / "inception_v3_google-0cc3c7bd.pth"
+
+
+def test_inception_fid_is_skipped_with_a_note_when_no_weights_are_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    out = metrics.inception_fid(torch.zeros(4, 28, 28, dtype=torch.uint8), torch.empty(0))
+    assert out["inception_fid"] is None
+    assert out["inception_fid_note"].startswith("skipped: no Inception-v3 weights in the torch cache")
+    assert str(tmp_path / "empty") in out["inception_fid_note"]
+
+
+def test_inception_fid_loads_the_cached_weights_and_scores_samples(inception_stand_in, fmnist):
+    assert metrics.inception_weights() == inception_stand_in
+    real = fmnist.test_x[:60]
+    same = metrics.inception_fid(real, data.to_float(real))
+    assert abs(same["inception_fid"]) < 1e-4  # float32 features: zero up to rounding
+    assert same["inception_fid_note"] == "prior samples vs 60 test images, inception_v3_google-0cc3c7bd.pth"
+    others = data.to_float(fmnist.test_x[1000:1060])
+    noise = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    fids = [metrics.inception_fid(real, x)["inception_fid"] for x in (others, noise)]
+    assert 0 < fids[0] < fids[1]
+
+
+def test_the_pipeline_scores_prior_samples_with_inception_or_says_why_not(inception_stand_in, tiny_model):
+    from vaecore.post import trial
+
+    vae, _, ds = tiny_model
+    ds = data.subset(ds, 5, 3)  # 30 test images: the FID's sample count
+    fns = trial.samplers(torch.zeros(10, vae.latent_dim), torch.arange(10), trial.Options())
+    on = trial._inception(vae, ds, fns, trial.Options(fid_samples=25))
+    assert on["inception_fid"] > 0 and "vs 25 test images" in on["inception_fid_note"]
+    off = trial._inception(vae, ds, fns, trial.Options(inception=False))
+    assert off == {"inception_fid": None, "inception_fid_note": "skipped: [postprocess] inception = false"}

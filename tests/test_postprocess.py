@@ -7,12 +7,15 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from jobs import postprocess as cli
 from vaecore import config, data, runs, train
 from vaecore.config import ConfigError
 from vaecore.post import sweep as post_sweep
+
+from procs import job
 
 ARTIFACTS = {
     "recon",
@@ -152,3 +155,105 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
     again = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
     assert (again["z2"]["status"], again["z2"]["reason"]) == ("skipped", "up to date")
     assert again["z3"]["status"] == "failed"
+
+
+# --- through the command line: python -m jobs.postprocess <sweep> [--force] -------------------
+
+
+@pytest.fixture(scope="module")
+def processed(fmnist, tmp_path_factory):
+    """One z=4 trial with `[postprocess] mixture = true`, post-processed once by the CLI."""
+    sweep = make_sweep(tmp_path_factory.mktemp("mix"), fmnist, latents=(4,))
+    runs.atomic_write_text(
+        sweep / "sweep.toml", 'name = "tiny"\n\n[postprocess]\niwae_k = 8\niwae_images = 20\nmixture = true\n'
+    )
+    proc = job("jobs.postprocess", str(sweep), "--no-gallery", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "[z4] done in" in proc.stdout
+    return sweep
+
+
+def snapshot(folder) -> dict:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.integration
+def test_mixture_option_adds_its_sampler_and_latents_above_3_get_a_pca_scatter(processed):
+    trial = processed / "trials" / "z4"
+    s = runs.read_json(trial / "summary.json")
+    m = s["metrics"]
+    assert {"fid_mixture", "coverage_mixture"} <= set(m) and m["fid_mixture"] >= 0
+    assert sum(m["coverage_mixture"]["histogram"]) == pytest.approx(1.0, abs=1e-3)
+    assert s["artifacts"]["samples_mixture"] == "artifacts/samples_mixture.png"
+    assert (trial / "artifacts" / "samples_mixture.png").stat().st_size > 1000
+    w, h = Image.open(trial / "artifacts" / "latent.png").size
+    assert w > 2 * h  # the PCA layout: a 2-D and a 3-D projection side by side
+
+
+@pytest.mark.integration
+def test_cli_skips_unchanged_trials_redoes_them_with_force_and_on_changed_inputs(
+    processed, tmp_path, ray_head
+):
+    sweep = shutil.copytree(processed, tmp_path / "tiny", copy_function=shutil.copy2)
+    trial = sweep / "trials" / "z4"
+    before = snapshot(trial)
+
+    again = job("jobs.postprocess", str(sweep), "--no-gallery", timeout=300)
+    assert again.returncode == 0 and "[z4] skipped up to date" in again.stdout, again.stderr
+    assert snapshot(trial) == before
+
+    # --force, and --address auto: one Ray task per trial on the cluster "auto" finds (the
+    # suite's head, through its RAY_TMPDIR); without --no-gallery the gallery is built too
+    env = {**ray_head["env"], "RAY_TMPDIR": str(ray_head["tmpdir"])}
+    forced = job("jobs.postprocess", str(sweep), "--force", "--address", "auto", env=env, timeout=300)
+    assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr[-2000:]
+    assert "post-processing 1 trials as Ray tasks" in forced.stdout and "[z4] done in" in forced.stdout
+    assert (sweep / "gallery" / "index.html").is_file()
+    summary = trial / "summary.json"
+    assert summary.stat().st_mtime_ns > before[summary][1]
+    assert runs.read_json(summary)["inputs"] == json.loads(before[summary][0])["inputs"]
+
+    state = torch.load(trial / "model.pt", weights_only=False)  # new weights: a changed input
+    state["model"]["mu.bias"] += 0.5
+    runs.torch_save(state, trial / "model.pt")
+    changed = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    assert changed["z4"]["status"] == "done"
+    assert runs.read_json(summary)["inputs"] != json.loads(before[summary][0])["inputs"]
+
+
+def test_a_changed_postprocess_option_or_classifier_changes_the_skip_key(pristine):
+    trial = pristine / "trials" / "z2"
+    key = post_sweep.inputs_hash(trial, post_sweep.Options(), "clf")
+    assert key == post_sweep.inputs_hash(trial, post_sweep.Options(), "clf")
+    assert key != post_sweep.inputs_hash(trial, post_sweep.Options(mixture=True), "clf")
+    assert key != post_sweep.inputs_hash(trial, post_sweep.Options(), "other classifier")
+
+
+def test_pca_projects_onto_the_largest_variance_directions():
+    from vaecore.post import render
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, 5, generator=g) * torch.tensor([0.1, 3.0, 0.2, 2.0, 1.0])
+    p, explained = render.pca(z, 3)
+    variances = [0.01, 9.0, 0.04, 4.0, 1.0]
+    assert explained == pytest.approx([v / sum(variances) for v in (9.0, 4.0, 1.0)], rel=0.05)
+    assert p.shape == (4000, 3)
+    assert (
+        p[:, 0].abs().corr(z[:, 1])
+        if False
+        else abs(torch.corrcoef(torch.stack([p[:, 0], z[:, 1]]))[0, 1]) > 0.99
+    )
+
+
+@pytest.mark.parametrize("d, wide", [(2, False), (5, True)])
+def test_latent_scatter_uses_pca_projections_only_above_3_dims(d, wide, tmp_path, monkeypatch):
+    from vaecore.post import render
+
+    calls = []
+    real_pca = render.pca
+    monkeypatch.setattr(render, "pca", lambda z, k: calls.append((z.shape[1], k)) or real_pca(z, k))
+    z = torch.randn(300, d, generator=torch.Generator().manual_seed(0))
+    render.latent(z, torch.arange(300) % 10, "t", tmp_path / "latent.png")
+    w, h = Image.open(tmp_path / "latent.png").size
+    assert calls == ([(d, 3)] if wide else [])
+    assert (w > 2 * h) == wide

@@ -113,6 +113,7 @@ def test_sweep_cli_reports_a_bad_override_in_one_line(tmp_path):
         ],
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr == "error: unknown config key 'train.epoch'; did you mean 'train.epochs'?\n"
@@ -157,3 +158,15 @@ def test_trials_that_cannot_fit_the_cluster_are_refused_and_concurrency_fills_it
     assert distributed.max_concurrent({"CPU": 4.0, "GPU": 1.0}, seed) == 2  # CPU-bound
     tiny = sweep.load(TINY).trials[0].config  # 1 CPU, no GPU
     assert distributed.max_concurrent({"CPU": 2.0}, tiny) == 2
+
+
+def test_a_negative_max_failures_is_refused_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.sweep", "--config", TINY, "--out", str(tmp_path), "--max-failures=-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --max-failures must be >= 0\n"
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,12 @@
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from vaecore import config, runs, train
+
+from procs import job
 
 
 def test_one_epoch_on_real_images_lowers_the_test_loss(small, tiny_cfg):
@@ -54,25 +59,65 @@ def test_resuming_a_checkpoint_gives_the_same_next_epoch_as_an_uninterrupted_run
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_a_finished_run_is_not_retrained(small, tiny_cfg, tmp_path):
-    train.fit(tiny_cfg, small, tmp_path)
-    before = (tmp_path / "model.pt").stat().st_mtime_ns
-    status = train.fit(tiny_cfg, small, tmp_path, on_epoch=lambda row: pytest.fail("retrained"))
-    assert status["status"] == "completed"
-    assert (tmp_path / "model.pt").stat().st_mtime_ns >= before
+def snapshot(folder: Path) -> dict:
+    """Every file under folder: (bytes, mtime in ns)."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_divergence_stops_the_run_with_its_reason_recorded(small, tmp_path):
+def test_a_finished_run_re_run_from_the_command_line_writes_nothing(tmp_path):
+    run = tmp_path / "run"
+    args = ["jobs.train", "--out", str(run), "--set", "train.epochs=1", "--set", "data.train_per_class=30"]
+    args += ["--set", "data.test_per_class=5"]
+    first = job(*args, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert runs.read_json(run / "status.json") == {"status": "completed", "reason": "", "epochs": 1}
+    before = snapshot(run)
+    assert {p.name for p in before} >= {"model.pt", "checkpoint.pt", "metrics.jsonl", "config.json"}
+    time.sleep(0.05)  # a rewrite would now show in the mtimes even on a coarse clock
+    again = job(*args, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "already trained; nothing to do" in again.stderr and "epoch " not in again.stdout
+    assert snapshot(run) == before
+
+
+def test_a_finished_run_with_more_epochs_asked_continues_from_its_checkpoint(small, tiny_cfg, tmp_path):
+    one = config.load("default", ["train.epochs=1", "train.batch_size=64", "resources.cpus_per_worker=2"])
+    train.fit(one, small, tmp_path)
+    rows = []
+    assert train.fit(tiny_cfg, small, tmp_path, on_epoch=rows.append)["epochs"] == 2
+    assert [r["epoch"] for r in rows] == [2]  # epoch 1 was not trained again
+
+
+def test_divergence_at_the_first_step_stops_the_run_with_its_reason_recorded(small, tmp_path):
     cfg = config.load(
         "default", ["train.lr=1e12", "train.grad_clip=0", "train.epochs=3", "train.batch_size=64"]
     )
     status = train.fit(cfg, small, tmp_path)
-    assert status["status"] == "failed" and status["epochs"] < 3
+    assert status["status"] == "failed" and status["epochs"] == 0
     assert "non-finite" in status["reason"] and "lower train.lr" in status["reason"]
     assert runs.read_json(tmp_path / "status.json") == status
-    assert not (tmp_path / "model.pt").exists()
-    for row in runs.read_jsonl(tmp_path / "metrics.jsonl"):
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(small, tiny_cfg, tmp_path, monkeypatch):
+    real = train.train_epoch
+
+    def poisoned_in_epoch_2(s, *args, **kwargs):
+        if s.epoch == 1:  # one epoch done: break a weight, as a too-high learning rate would
+            with torch.no_grad():
+                train.unwrap(s.model).dense.weight[0, 0] = float("inf")
+        return real(s, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", poisoned_in_epoch_2)
+    status = train.fit(tiny_cfg, small, tmp_path)
+    assert status["status"] == "failed" and status["epochs"] == 1
+    assert "epoch 2, step 0" in status["reason"]
+    rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1]
+    for row in rows:
         assert all(torch.isfinite(torch.tensor(v)) for v in row.values())
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_an_injected_nan_weight_stops_training_at_the_first_step(small, tiny_cfg):

@@ -11,9 +11,16 @@ import socket
 import tempfile
 from pathlib import Path
 
+from vaecore.config import ConfigError
+
 
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     """Fail fast on a HOST:PORT nobody listens on: ray.init would retry it for minutes."""
+    if address and address.startswith("ray://"):
+        raise ConfigError(
+            "ray:// (Ray Client) addresses are not supported: Ray Train's engine does not run through "
+            "Ray Client; submit the job with `ray job submit`, or pass the cluster's HOST:PORT or auto"
+        )
     if not address or address == "auto" or "://" in address:
         return
     host, _, port = address.rpartition(":")

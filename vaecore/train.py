@@ -6,6 +6,7 @@ report to Ray while reusing exactly the same epoch, evaluation and checkpoint co
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -305,6 +306,10 @@ def fit(
     Returns the status dict: {"status": "completed" | "failed", "reason": ..., "epochs": ...}.
     """
     run_dir = Path(run_dir)
+    done = runs.read_dict(run_dir / "status.json")
+    if _finished(run_dir, cfg, done):
+        log.info("%s is already trained; nothing to do", run_dir)
+        return done  # a finished run re-run writes nothing
     set_threads(cfg)
     s = new_session(cfg, device)
     ckpt = run_dir / "checkpoint.pt"
@@ -326,3 +331,13 @@ def fit(
     status["epochs"] = s.epoch
     runs.write_json(run_dir / "status.json", status)
     return status
+
+
+def _finished(run_dir: Path, cfg: Config, status: dict) -> bool:
+    """Completed with this very config: model.pt is there and status.json says so."""
+    return (
+        status.get("status") == "completed"
+        and status.get("epochs") == cfg.train.epochs
+        and (run_dir / "model.pt").is_file()
+        and runs.read_json(run_dir / "config.json") == json.loads(json.dumps(asdict(cfg), default=str))
+    )
