@@ -167,7 +167,7 @@ def test_the_pipeline_scores_prior_samples_with_inception_or_says_why_not(incept
 
     vae, _, ds = tiny_model
     ds = data.subset(ds, 5, 3)  # 30 test images: the FID's sample count
-    fns = trial.samplers(torch.zeros(10, vae.latent_dim), torch.arange(10), trial.Options())
+    fns, _ = trial.samplers(torch.zeros(10, vae.latent_dim), torch.arange(10), trial.Options())
     on = trial._inception(vae, ds, fns, trial.Options(fid_samples=25))
     assert on["inception_fid"] > 0 and "vs 25 test images" in on["inception_fid_note"]
     off = trial._inception(vae, ds, fns, trial.Options(inception=False))

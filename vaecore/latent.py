@@ -183,7 +183,9 @@ def choose_gmm(
     cut = min(len(mu) // 5, 4000)
     held, fit = mu[perm[:cut]], mu[perm[cut : cut + 16000]]
     scores = {
-        k: float(fit_gmm(fit, k, seed).log_prob(held).mean()) for k in candidates if k <= len(fit) // 10
+        k: float(fit_gmm(fit, k, seed).log_prob(held).mean())
+        for k in candidates
+        if k == 1 or k <= len(fit) // 10  # one component always fits, even on a handful of points
     }
     best = max(scores, key=scores.get)
     return fit_gmm(mu, best, seed), scores
