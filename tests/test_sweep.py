@@ -168,5 +168,5 @@ def test_a_negative_max_failures_is_refused_in_one_line(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr == "error: --max-failures must be >= 0\n"
+    assert proc.stderr == "error: --max-failures must be >= 0, got -1\n"
     assert list(tmp_path.iterdir()) == []
