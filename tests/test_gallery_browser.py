@@ -130,9 +130,11 @@ def screenshot(drv, name: str, width: int = 1400) -> None:
 
 
 def column(drv, i: int) -> list[str]:
+    """Column i of the runs table's top-level rows (with replicates: one row per grid point)."""
     return drv.execute_script(
         "var i = arguments[0]; return Array.from(document.querySelectorAll("
-        "'table.runs tbody tr')).map(function (r) { return r.cells[i].getAttribute('data-sort'); });",
+        "'table.runs tbody tr:not(.member)')).map(function (r) {"
+        " return r.cells[i].getAttribute('data-sort'); });",
         i,
     )
 
@@ -161,11 +163,15 @@ def check_site(drv, base: str, site: Path) -> None:
     open_page(drv, f"{base}/gallery/index.html")
     check_sorting(drv)
     links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")]
-    names = [a.text for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")]
+    # textContent, not .text: with replicates a run's row is folded under its grid point (hidden)
+    names = [
+        a.get_attribute("textContent").strip()
+        for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")
+    ]
     assert sorted(names) == sorted(p.name for p in (site / "trials").iterdir())
     fabricated = HOSTILE in names
-    if fabricated:  # every kind of run is listed, and the hostile name shows as text
-        text = body_text(drv)
+    if fabricated:  # every kind of run is listed (folded rows too), and the hostile name shows as text
+        text = " ".join(drv.find_element(By.TAG_NAME, "body").get_attribute("textContent").split())
         assert "failed: loss became NaN at epoch 3 <nan>" in text and "not post-processed" in text
     for name, href in zip(names, links, strict=True):
         open_page(drv, href)  # a script run by a hostile value would raise an alert here

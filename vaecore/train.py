@@ -116,8 +116,9 @@ def state_dict(s: Session, cfg: Config, rng: list[dict]) -> dict:
 
 
 def load_state(s: Session, state: dict, cfg: Config, device="cpu", rank: int = 0) -> None:
-    """Resume from a checkpoint written for this same config; a different one is refused."""
-    changed = diff(state["config"], asdict(cfg))
+    """Resume from a checkpoint written for this same config; a different one is refused, except
+    for more epochs (train.epochs), which continue the run where it stopped."""
+    changed = [c for c in diff(state["config"], asdict(cfg)) if not c.startswith("train.epochs:")]
     if changed:
         raise ConfigError(
             f"the checkpoint was trained with a different config ({'; '.join(changed[:3])}); "
