@@ -155,28 +155,30 @@ def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
     print(
         f"sweep '{sweep.name}': {n} trials, {n - len(todo)} already done, {len(todo)} to train -> {sweep_dir}"
     )
-    with distributed.ray_session(args.address) as extra:
-        sweeps.write_manifest(sweep, sweep_dir, extra, new_run=True)
-        if todo:
-            distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
-            start = time.time()
-            try:
+    extra: dict = {}
+    try:
+        with distributed.ray_session(args.address) as extra:
+            sweeps.write_manifest(sweep, sweep_dir, extra, new_run=True)
+            if todo:
+                distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
+                start = time.time()
                 distributed.run_trials(todo, sweep_dir, Printer(sweep.trials), args.max_failures)
-            except KeyboardInterrupt:  # Ctrl+C or SIGTERM (Slurm preemption): no post-processing
-                sweeps.mark_interrupted(todo, sweep_dir)
-                sweeps.write_manifest(sweep, sweep_dir, extra)
-                raise
-            extra["timings"]["sweep_s"] = round(time.time() - start, 2)
-        manifest = sweeps.write_manifest(sweep, sweep_dir, extra)
-        print_summary(manifest)
-        completed = [n for n, t in manifest["trials"].items() if t["status"] == "completed"]
-        if not completed:
-            return EXIT_NONE_COMPLETED
-        if not args.no_postprocess:
-            results = jobs.postprocess.run(sweep_dir)
-            if any(results.get(n, {}).get("status") == "failed" for n in completed):
-                print("post-processing failed for a completed trial (see above)", file=sys.stderr)
-                return EXIT_POSTPROCESS_FAILED
+                extra["timings"]["sweep_s"] = round(time.time() - start, 2)
+            manifest = sweeps.write_manifest(sweep, sweep_dir, extra)
+            print_summary(manifest)
+            completed = [n for n, t in manifest["trials"].items() if t["status"] == "completed"]
+            if not completed:
+                return EXIT_NONE_COMPLETED
+            if not args.no_postprocess:
+                results = jobs.postprocess.run(sweep_dir)
+                if any(results.get(n, {}).get("status") == "failed" for n in completed):
+                    print("post-processing failed for a completed trial (see above)", file=sys.stderr)
+                    return EXIT_POSTPROCESS_FAILED
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM (Slurm preemption): nothing is post-processed
+        # After Ray has shut down, so no trial process writes its status behind this.
+        sweeps.mark_interrupted(todo, sweep_dir)
+        sweeps.write_manifest(sweep, sweep_dir, extra)
+        raise
     return 0
 
 

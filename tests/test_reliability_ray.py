@@ -41,7 +41,8 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
         tmp_path,
         '"model.latent_dim" = [2, 3]',
         '"train.epochs" = 3\n"resources.cpus_per_worker" = 1',
-        "iwae_k = 4\niwae_images = 20\nfid_samples = 200\ninception = false",
+        "iwae_k = 4\niwae_images = 20\nfid_samples = 200\ninception = false\ntwo_stage_steps = 100",
+        per_class=600,  # epochs of several seconds: the stop must land mid-training
     )
     out = tmp_path / "out"
     trials = out / "t" / "trials"

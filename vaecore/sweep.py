@@ -91,9 +91,8 @@ def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: i
             f"shrink the grid or pass --max-trials {size}"
         )
     postprocess = raw.get("postprocess", {})
-    from vaecore.post.trial import (
-        options_from,  # torch is loaded by then anyway; checked now, not hours later
-    )
+    # [postprocess] is checked now, not after hours of training (post.trial needs torch, loaded by now)
+    from vaecore.post.trial import options_from
 
     options_from(postprocess)
     sweep = Sweep(
@@ -317,11 +316,15 @@ def pending(sweep: Sweep, sweep_dir: Path, retry_failed: bool) -> list[Trial]:
 
 
 def mark_interrupted(trials: list[Trial], sweep_dir: Path) -> None:
-    """After Ctrl+C or SIGTERM: trials left "running" say so; a re-run resumes them."""
+    """After Ctrl+C or SIGTERM: trials that were training say so; a re-run resumes them.
+
+    A trial whose Train run the stop tore down may already have recorded that as a crash: it is
+    relabelled too. Completed and diverged (final) trials keep their status.
+    """
     for t in trials:
         path = sweep_dir / "trials" / t.name / "status.json"
         status = runs.read_dict(path)
-        if status.get("status") in (None, "running"):
+        if status.get("status") != "completed" and not status.get("final"):
             runs.write_json(path, {**status, "status": "interrupted", "reason": "the driver was stopped"})
 
 
