@@ -1,4 +1,5 @@
-"""Run a hyperparameter sweep on Ray (embedded or a cluster), then post-process and build the gallery.
+"""Run a hyperparameter sweep on Ray (embedded or a cluster), post-processing each trial as soon
+as it has trained and keeping the gallery current while the sweep runs.
 
     python -m jobs.sweep --config jobs/configs/demo.toml [--out runs] [--set train.epochs=2]
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import jobs.postprocess
 from jobs import _cli
-from vaecore import cluster, data
+from vaecore import cluster, data, runs
 from vaecore import sweep as sweeps
 from vaecore.config import ConfigError
 
@@ -92,12 +93,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class Printer:
-    """One compact line per trial event, instead of Ray's verbose tables."""
+    """One compact line per trial event, instead of Ray's verbose tables. With a sweep folder it
+    also says how each trial's post-processing went and keeps the gallery current while the sweep
+    runs: rebuilt when a trial starts or ends, and at most every GALLERY_EVERY_S on epochs."""
 
-    def __init__(self, trials: list[sweeps.Trial]):
+    GALLERY_EVERY_S = 30.0
+
+    def __init__(self, trials: list[sweeps.Trial], sweep_dir: Path | None = None):
         self.start = time.time()
         self.epochs = {t.name: t.config.train.epochs for t in trials}
         self.width = max(len(t.name) for t in trials)
+        self.sweep_dir, self.built = sweep_dir, 0.0
 
     def __call__(self, kind: str, name: str, result: dict) -> None:
         head = f"[{time.time() - self.start:7.1f}s] {name:<{self.width}}"
@@ -113,7 +119,32 @@ class Printer:
         elif kind == "epoch" and result.get("diverged"):
             print(f"{head}  diverged (NaN/inf); marking it failed", flush=True)
         elif kind == "end":
-            print(f"{head}  finished", flush=True)
+            print(f"{head}  finished{self.postprocessed(name)}", flush=True)
+        if self.sweep_dir and (kind != "epoch" or time.time() - self.built > self.GALLERY_EVERY_S):
+            self.rebuild_gallery()
+
+    def postprocessed(self, name: str) -> str:
+        """', post-processed in 18.2 s' when the trial's summary.json is newer than its training."""
+        if not self.sweep_dir:
+            return ""
+        tdir = self.sweep_dir / "trials" / name
+        summary, status = tdir / "summary.json", tdir / "status.json"
+        if not (summary.is_file() and status.is_file()) or summary.stat().st_mtime < status.stat().st_mtime:
+            return ""
+        total = runs.read_dict(summary).get("timings", {}).get("total")
+        return f", post-processed in {total:.1f} s" if isinstance(total, (int, float)) else ""
+
+    def rebuild_gallery(self) -> None:
+        """A failed rebuild costs a line, never the sweep: the final build reports for real."""
+        from vaecore.gallery import site
+
+        try:
+            index = site.build(self.sweep_dir)
+            if not self.built:
+                print(f"gallery: {index} (rebuilt as trials start and end)", flush=True)
+        except Exception as e:  # noqa: BLE001
+            print(f"gallery: not rebuilt ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
+        self.built = time.time()
 
 
 def print_summary(manifest: dict) -> None:
@@ -162,7 +193,9 @@ def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
             if todo:
                 distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
                 start = time.time()
-                distributed.run_trials(todo, sweep_dir, Printer(sweep.trials), args.max_failures)
+                live = None if args.no_postprocess else sweep_dir
+                printer = Printer(sweep.trials, live)
+                distributed.run_trials(todo, sweep_dir, printer, args.max_failures, live is not None)
                 extra["timings"]["sweep_s"] = round(time.time() - start, 2)
             manifest = sweeps.write_manifest(sweep, sweep_dir, extra)
             print_summary(manifest)
@@ -174,7 +207,7 @@ def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
                 if any(results.get(n, {}).get("status") == "failed" for n in completed):
                     print("post-processing failed for a completed trial (see above)", file=sys.stderr)
                     return EXIT_POSTPROCESS_FAILED
-    except KeyboardInterrupt:  # Ctrl+C or SIGTERM (Slurm preemption): nothing is post-processed
+    except KeyboardInterrupt:  # Ctrl+C or SIGTERM (Slurm preemption): nothing more is post-processed
         # After Ray has shut down, so no trial process writes its status behind this.
         sweeps.mark_interrupted(todo, sweep_dir)
         sweeps.write_manifest(sweep, sweep_dir, extra)

@@ -66,11 +66,13 @@ def tiny_cfg() -> config.Config:
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory):
-    """The shipped tiny sweep run end to end on a real local Ray: train, post-process, gallery."""
+    """The shipped tiny sweep run end to end on a real local Ray: train, post-process, gallery.
+    The driver's output is kept in <out>/driver.log."""
     from procs import job
 
     out = tmp_path_factory.mktemp("tiny")
     proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out), timeout=900)
+    (out / "driver.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "tiny"
 

@@ -110,6 +110,25 @@ def test_index_lists_every_run_with_failure_reasons_and_dashes(sweep):
     assert "z2-r1000-s1 &lt;b&gt;&amp;&#34;x" in html and HOSTILE not in html
 
 
+def test_a_trial_still_training_shows_its_epochs_and_latest_grid_until_it_ends(sweep):
+    tdir = sweep / "trials" / PENDING
+    (tdir / "status.json").write_text(json.dumps({"status": "running", "reason": ""}))
+    rows = (tdir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (tdir / "metrics.jsonl").write_text(rows[0])  # one epoch of the config's 3 so far
+    (tdir / "epochs" / "samples_003.png").unlink()  # the newest grid is now epoch 2's
+    html = site.build(sweep).read_text()
+    assert "1 running, 0 pending" in html
+    section = html.split('<section id="training">')[1].split("</section>")[0]
+    tags = Tags(section).tags
+    assert [a["href"] for t, a in tags if t == "a"] == [f"runs/{PENDING}.html"]
+    assert [a["src"] for t, a in tags if t == "img"] == [f"../trials/{PENDING}/epochs/samples_002.png"]
+    assert "running, epoch 1/3" in section
+    assert "running: epoch 1/3" in html.split(f'data-sort="{PENDING}"')[1].split("</tr>")[0]
+
+    (tdir / "status.json").write_text(json.dumps({"status": "completed", "reason": "", "epochs": 3}))
+    assert 'id="training"' not in site.build(sweep).read_text()
+
+
 def cells(html: str, name: str) -> list[tuple[str, str]]:
     """(class, text) of each <td> in the table row whose name cell sorts as `name`."""
     row = html.split(f'data-sort="{name}">', 1)[1].split("</tr>")[0]

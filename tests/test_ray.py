@@ -3,16 +3,20 @@
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from vaecore import config, runs
+from vaecore.gallery import site
 
 from procs import REPO, end, job, own_pids
 
@@ -64,6 +68,21 @@ def test_tiny_sweep_writes_the_documented_layout_with_sensible_metrics(tiny_swee
         assert (d / "epochs" / "samples_001.png").stat().st_size > 1000
         check_overheads(d)
     assert not list(sweep_dir.glob("trials/*/*.tmp"))
+
+
+def test_each_trial_is_postprocessed_as_it_ends_and_the_final_gallery_equals_a_fresh_build(
+    tiny_sweep, tmp_path
+):
+    log = (tiny_sweep.parent / "driver.log").read_text()
+    for name in ("z2", "z3"):
+        # post-processed inside the sweep, before the final pass, which then finds nothing to do
+        assert re.search(rf"\] {name} +finished, post-processed in \d+\.\d s", log), log
+        assert f"[{name}] skipped up to date" in log
+    assert log.index("gallery: ") < log.index("reference classifier:")  # built while training
+    copy = Path(shutil.copytree(tiny_sweep, tmp_path / "tiny"))
+    shutil.rmtree(copy / "gallery")
+    site.build(copy)
+    assert site._same_tree(copy / "gallery", tiny_sweep / "gallery")
 
 
 def check_overheads(d) -> None:

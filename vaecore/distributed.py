@@ -154,6 +154,32 @@ def run_trial(tune_cfg: dict) -> None:
     status.update(overheads(runs.read_dict(trial_dir / "worker_clock.json"), start))
     status.update(provenance(spec["config"]))
     runs.write_json(trial_dir / "status.json", status)
+    if status["status"] == "completed" and spec.get("postprocess", True):
+        postprocess(trial_dir)
+
+
+def postprocess(trial_dir: Path) -> None:
+    """Post-process a trial as soon as it has trained, while other trials still train.
+
+    A Ray task holding the CPUs (and GPU) this trial's training just released; the trial keeps its
+    slot until it ends, so it never takes CPUs from another trial. A failure here is left to the
+    sweep's final post-processing pass, which retries the trial and reports why.
+    """
+    from vaecore.post import sweep as post
+
+    # Outside the trial's placement group (which holds no CPUs): the cluster's free CPUs.
+    options = {**post.ray_options(trial_dir), "scheduling_strategy": "DEFAULT"}
+    with contextlib.suppress(Exception):  # the final pass retries the trial and reports why
+        ray.get(ray.remote(_postprocess_task).options(**options).remote(str(trial_dir)))
+
+
+def _postprocess_task(trial_dir: str) -> dict:
+    from vaecore.post import sweep as post
+
+    quiet = lambda line: None  # noqa: E731 (the driver prints each trial's result line)
+    sweep_dir = Path(trial_dir).parent.parent
+    clf = post.reference_classifier(quiet)
+    return post.process_trial(Path(trial_dir), post.load_options(sweep_dir), clf, progress=quiet)
 
 
 def provenance(cfg_dict: dict) -> dict:
@@ -266,9 +292,14 @@ def _check_node(marker: str, data_cfgs: list[dict]) -> str:
 
 
 def run_trials(
-    todo: list[Trial], sweep_dir: Path, on_event: Callable[[str, str, dict], None], max_failures: int = 2
+    todo: list[Trial],
+    sweep_dir: Path,
+    on_event: Callable[[str, str, dict], None],
+    max_failures: int = 2,
+    postprocess: bool = True,
 ) -> None:
-    """Run the given trials as one Tune experiment on the connected Ray cluster."""
+    """Run the given trials as one Tune experiment on the connected Ray cluster; each completed
+    trial is post-processed as soon as it has trained (unless postprocess is False)."""
     if not todo:
         return
     ray_dir = (sweep_dir / "ray").resolve()
@@ -279,6 +310,7 @@ def run_trials(
             "ray_dir": str(ray_dir),
             "trial_dir": str(sweep_dir.resolve() / "trials" / t.name),
             "max_failures": max_failures,
+            "postprocess": postprocess,
         }
         for t in todo
     ]

@@ -21,6 +21,7 @@ from vaecore.gallery.format import (
     fmt,
     fmt_param,
     fmt_seconds,
+    image,
     label,
     metric,
     number,
@@ -138,9 +139,38 @@ def _sort(v: Any) -> str:
 def run_note(run: dict) -> str:
     if run["state"] == "failed":
         return "failed: " + (run["reason"] or "no reason recorded")
-    if run["state"] == "pending":
-        return "pending"
+    if run["state"] in ("pending", "running"):
+        return f"{run['state']}: {epochs_done(run)}"
     return "" if run["post_processed"] else "not post-processed"
+
+
+def epochs_done(run: dict) -> str:
+    """'epoch 3/10': epochs in metrics.jsonl against the config's train.epochs."""
+    train = run["config"].get("train") if isinstance(run["config"].get("train"), dict) else {}
+    total = number(train.get("epochs"))
+    return f"epoch {len(run['history'])}/{total:.0f}" if total else f"epoch {len(run['history'])}"
+
+
+def in_progress(runs: list[dict]) -> list[dict]:
+    """Runs still training or waiting, each with its latest epoch's sample grid (the newest frame)."""
+    out = []
+    for r in runs:
+        if r["state"] not in ("running", "pending"):
+            continue
+        frame = r["frames"][-1] if r["frames"] else None
+        alt = f"{r['name']}: prior samples after the latest epoch"
+        out.append(
+            {
+                "name": r["name"],
+                "href": "runs/" + quote(r["page"]),
+                "state": r["state"],
+                "epochs": epochs_done(r),
+                "img": image(r, frame, "", alt, width=(r["sizes"].get(frame) or (232,))[0])
+                if frame
+                else None,
+            }
+        )
+    return out
 
 
 def plots(groups: list[dict], axes: list[dict]) -> list[dict]:
@@ -258,7 +288,7 @@ def index_context(sweep: dict) -> dict:
     )
     if replicated:
         axes = [a for a in axes if a["key"] != grp.SEED]
-    count = {s: sum(r["state"] == s for r in runs) for s in ("completed", "failed", "pending")}
+    count = {s: sum(r["state"] == s for r in runs) for s in ("completed", "failed", "running", "pending")}
     unprocessed = sum(r["state"] == "completed" and not r["post_processed"] for r in runs)
     hw = m.get("hardware") if isinstance(m.get("hardware"), dict) else {}
     gpus = ", ".join(map(str, hw.get("gpu_names") or []))
@@ -271,7 +301,9 @@ def index_context(sweep: dict) -> dict:
         (
             "runs",
             f"{len(runs)}: {count['completed']} completed, {count['failed']} failed, "
-            f"{count['pending']} pending" + (f" ({unprocessed} not post-processed)" if unprocessed else ""),
+            + (f"{count['running']} running, " if count["running"] else "")
+            + f"{count['pending']} pending"
+            + (f" ({unprocessed} not post-processed)" if unprocessed else ""),
         ),
         *(
             [("replicates", f"{max(len(g['runs']) for g in groups)} seeds per grid point (train.seed)")]
@@ -296,6 +328,7 @@ def index_context(sweep: dict) -> dict:
         "sweep": sweep["name"],
         "facts": facts,
         "table": table(groups, axes, replicated),
+        "training": in_progress(runs),
         "plots": plots(groups, axes),
         "parallel": parallel(groups, axes),
         "matrix": matrix.matrices(groups, axes, run_note),

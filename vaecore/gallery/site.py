@@ -85,7 +85,7 @@ def load_run(tdir: Path, entry: dict) -> dict:
     epochs_dir = tdir / "epochs"
     frames = sorted(p.name for p in epochs_dir.glob("samples_*.png") if _inside(tdir, f"epochs/{p.name}"))
     state = str(status.get("status") or "pending")
-    if state not in ("completed", "failed"):
+    if state not in ("completed", "failed", "running"):
         state = "pending"
     return {
         "name": tdir.name,

@@ -24,7 +24,6 @@ SAMPLER_TITLES = {
 }
 DPI = 100  # with the figure sizes below: 400-900 px wide, 20-120 KB per PNG
 COLORS = plt.get_cmap("tab10").colors
-plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11})
 
 
 def save(fig, path: Path, gray: bool = True) -> None:

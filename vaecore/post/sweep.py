@@ -132,7 +132,8 @@ def trial_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
-def _ray_options(trial_dir: Path) -> dict:
+def ray_options(trial_dir: Path) -> dict:
+    """The Ray resources to post-process a trial with: those one of its training workers had."""
     cfg = runs.read_json(trial_dir / "config.json", {}) or {}
     res = cfg.get("resources", {})
     gpus = 1 if res.get("gpus_per_worker", 0) > 0 else 0
@@ -146,7 +147,7 @@ def _run_ray(
 
     task = ray.remote(process_trial)
     clf_ref = ray.put(clf_state)
-    pending = {task.options(**_ray_options(d)).remote(d, opts, clf_ref, force): d for d in dirs}
+    pending = {task.options(**ray_options(d)).remote(d, opts, clf_ref, force): d for d in dirs}
     out = {}
     while pending:  # report each trial as it finishes, not in submission order
         (ref,), _ = ray.wait(list(pending), num_returns=1)
