@@ -9,8 +9,10 @@ trial retry or a re-run of the whole sweep continues from the trial's latest che
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import secrets
+import shutil
 import signal
 import socket
 import tempfile
@@ -25,6 +27,7 @@ import ray.train.torch
 import torch
 from ray import tune
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune import PlacementGroupFactory
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -39,19 +42,31 @@ FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it
 
 
 def train_loop_per_worker(loop_cfg: dict) -> None:
-    """Run on every worker: DDP-wrap the model, resume from Ray's checkpoint, train, report."""
+    """Run on every worker: DDP-wrap the model, resume from Ray's checkpoint, train, report.
+
+    A single-worker trial runs in Train's local mode (loop_cfg["local"]): in the trial's own process.
+    There Ray 2.60 refuses the ray.train.* calls inside a Tune trial, and a reported checkpoint would
+    stay in memory, so this loop writes its checkpoints to the Train run's folder itself, resumes
+    from there and reports epochs to Tune directly.
+    """
     clock = {"entered": time.time()}  # where a trial's time goes, beside the epochs themselves
     cfg, trial_dir = from_dict(loop_cfg["config"]), Path(loop_cfg["trial_dir"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    local = loop_cfg.get("local", False)
+    if local:
+        rank, world, checkpoint, wrap = 0, 1, None, None
+        gpu = cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available()
+        device = torch.device("cuda", 0) if gpu else torch.device("cpu")  # Ray set CUDA_VISIBLE_DEVICES
+    else:
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        checkpoint, wrap = ray.train.get_checkpoint(), ray.train.torch.prepare_model
+        device = ray.train.torch.get_device()
     train.set_threads(cfg)
-    device = ray.train.torch.get_device()
     ds = data.load_for(cfg.data, verify=False)  # the driver verified the files before starting
-    s = train.new_session(cfg, device, rank, wrap=ray.train.torch.prepare_model)
+    s = train.new_session(cfg, device, rank, wrap=wrap)
     # The newest readable checkpoint on disk, not only the one Ray registered: a worker (or its
     # node) that dies right after writing a checkpoint, before Ray's controller registers it, or a
     # driver killed at that moment, would otherwise cost the trial that epoch or all of them.
-    checkpoint = ray.train.get_checkpoint()
     resume_dir = latest_checkpoint(Path(loop_cfg["run_dir"]))
     if checkpoint or resume_dir:
         with contextlib.nullcontext(resume_dir) if resume_dir else checkpoint.as_directory() as d:
@@ -62,14 +77,17 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     try:
         while s.epoch < cfg.train.epochs:
             row = train.run_epoch(s, ds, cfg, device, rank, world)
-            _report(s, cfg, row, trial_dir, rank, device)
+            if local:
+                _report_local(s, cfg, row, trial_dir, Path(loop_cfg["run_dir"]), device)
+            else:
+                _report(s, cfg, row, trial_dir, rank, device)
             _maybe_fail_once(rank, s.epoch < cfg.train.epochs)
     except train.Diverged as e:
         # Every rank sees the same non-finite gradients, so all stop here together. Retrying from
         # the checkpoint would diverge again, so this is a result, not a crash.
         if rank == 0:
             runs.write_json(trial_dir / "diverged.json", {"reason": str(e), "epoch": s.epoch + 1})
-        ray.train.report({"diverged": 1.0, "epoch": s.epoch})
+        (tune.report if local else ray.train.report)({"diverged": 1.0, "epoch": s.epoch})
         return
     if rank == 0:
         train.save_model(s, cfg, trial_dir)
@@ -87,6 +105,19 @@ def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device
         ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
     # After the checkpoint is stored: an epoch in metrics.jsonl is never lost by a crash.
     train.write_epoch_files(s, trial_dir, device)
+
+
+def _report_local(s: train.Session, cfg, row: dict, trial_dir: Path, run_dir: Path, device) -> None:
+    """Local mode: Train keeps a reported checkpoint in memory only, so write it where Ray would
+    (<run_dir>/checkpoint_<time>/, the two newest kept), then our files, then tell Tune."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")  # sorts like Ray's names
+    runs.torch_save(
+        train.state_dict(s, cfg, train.gather_rng(device)), run_dir / f"checkpoint_{stamp}" / "checkpoint.pt"
+    )
+    for old in sorted(run_dir.glob("checkpoint_*"))[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+    train.write_epoch_files(s, trial_dir, device)
+    tune.report(row)
 
 
 def _log_event(trial_dir: Path, event: str, epoch: int) -> None:
@@ -108,42 +139,31 @@ def _maybe_fail_once(rank: int, more_to_do: bool) -> None:
 
 
 def run_trial(tune_cfg: dict) -> None:
-    """A Tune function trainable: one TorchTrainer for one grid point; writes status.json."""
+    """A Tune function trainable: one TorchTrainer for one grid point; writes status.json.
+
+    A single-worker trial uses Train's local mode (num_workers=0): it trains in this process,
+    which Tune gave the worker's CPUs (and GPU), and skips a controller and a worker process per
+    trial (seconds each: benchmarks/trial_overhead.py). Local mode has no FailureConfig, so a crash
+    is retried here (up to max_failures times, each resuming from the newest checkpoint), and a
+    lost process by Tune's own retries. More workers: Train's worker group with DDP, as before.
+    """
     spec = tune_cfg["trial"]
     cfg, trial_dir = from_dict(spec["config"]), Path(spec["trial_dir"])
     runs.write_json(trial_dir / "status.json", {"status": "running", "reason": ""})
     (trial_dir / "diverged.json").unlink(missing_ok=True)
     (trial_dir / "worker_clock.json").unlink(missing_ok=True)
     run_dir = Path(spec["ray_dir"]) / f"train-{spec['name']}"
-    r = cfg.resources
-    use_gpu = r.gpus_per_worker > 0
-    per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "config": spec["config"],
-            "trial_dir": str(trial_dir),
-            "run_dir": str(run_dir),
-        },
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=r.workers, use_gpu=use_gpu, resources_per_worker=per_worker
-        ),
-        run_config=ray.train.RunConfig(
-            name=f"train-{spec['name']}",
-            storage_path=spec["ray_dir"],
-            failure_config=ray.train.FailureConfig(max_failures=spec["max_failures"]),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()],
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
-        ),
-    )
+    local = is_local(cfg)
+    trainer = _trainer(spec, cfg, run_dir, local)
     start = time.time()
     status = {"status": "completed", "reason": ""}
-    try:
-        trainer.fit()
-    except Exception as e:  # a crash after all retries: record it, let the other trials go on
-        status = {"status": "failed", "reason": _first_line(e)}
+    for _ in range(spec["max_failures"] + 1 if local else 1):
+        try:
+            trainer.fit()
+            status = {"status": "completed", "reason": ""}
+            break
+        except Exception as e:  # a crash after all retries: record it, let the other trials go on
+            status = {"status": "failed", "reason": _first_line(e)}
     diverged = runs.read_dict(trial_dir / "diverged.json")
     if diverged:  # final: training again would diverge again (--retry-failed overrides)
         status = {"status": "failed", "reason": diverged.get("reason", "diverged"), "final": True}
@@ -155,7 +175,57 @@ def run_trial(tune_cfg: dict) -> None:
     status.update(provenance(spec["config"]))
     runs.write_json(trial_dir / "status.json", status)
     if status["status"] == "completed" and spec.get("postprocess", True):
-        postprocess(trial_dir)
+        if local:  # this process holds the trial's CPUs (and GPU): post-process right here
+            with contextlib.suppress(Exception):  # the final pass retries the trial and says why
+                _postprocess_task(str(trial_dir))
+        else:
+            postprocess(trial_dir)
+
+
+def is_local(cfg) -> bool:
+    """Single-worker trials train in Train's local mode, inside their Tune trial's process."""
+    return cfg.resources.workers == 1
+
+
+def trial_resources(tune_cfg: dict) -> PlacementGroupFactory:
+    """What Tune reserves for a trial's own process: a local-mode trial's worker resources, else
+    nothing (the Train worker group reserves its own)."""
+    cfg = from_dict(tune_cfg["trial"]["config"])
+    if not is_local(cfg):
+        return PlacementGroupFactory([{"CPU": 0, "memory": 1}])
+    r = cfg.resources
+    gpu = {"GPU": r.gpus_per_worker} if r.gpus_per_worker > 0 else {}
+    return PlacementGroupFactory([{"CPU": r.cpus_per_worker, **gpu}])
+
+
+def _trainer(spec: dict, cfg, run_dir: Path, local: bool) -> TorchTrainer:
+    r = cfg.resources
+    use_gpu = r.gpus_per_worker > 0
+    per_worker = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if use_gpu else {})}
+    loop_cfg = {
+        "config": spec["config"],
+        "trial_dir": spec["trial_dir"],
+        "run_dir": str(run_dir),
+        "local": local,
+    }
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_cfg,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=0 if local else r.workers,
+            use_gpu=use_gpu,
+            resources_per_worker=None if local else per_worker,
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_dir.name,
+            storage_path=spec["ray_dir"],
+            failure_config=ray.train.FailureConfig(max_failures=spec["max_failures"]),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[TuneReportCallback()],
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+        ),
+    )
 
 
 def postprocess(trial_dir: Path) -> None:
@@ -319,7 +389,7 @@ def run_trials(
         check_fits(cluster, t.config)
     limit = min(max_concurrent(cluster, t.config) for t in todo)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, {"CPU": 0, "memory": 1}),
+        tune.with_resources(run_trial, trial_resources),
         param_space={"trial": tune.grid_search(specs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=limit),
         run_config=tune.RunConfig(
@@ -327,7 +397,8 @@ def run_trials(
             storage_path=str(ray_dir),
             verbose=0,
             callbacks=[Progress(on_event)],
-            failure_config=tune.FailureConfig(max_failures=0),
+            # A trial whose process died (its node was lost) starts again from its checkpoint.
+            failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
     )
     for result in tuner.fit():
