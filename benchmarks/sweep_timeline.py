@@ -63,6 +63,8 @@ def main() -> None:
             ).start()
     proc.wait()
     stop.set()
+    if name is None:
+        sys.exit(f"the sweep did not start (exit {proc.returncode})")
     wall = time.time() - start
     sweep = out / name
     print(f"\nexit {proc.returncode}; wall {wall:.1f} s; sweep at {sweep}\n")

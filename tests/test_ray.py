@@ -89,7 +89,7 @@ def check_overheads(d) -> None:
     """status.json's seconds around training add up with the epochs' own seconds."""
     status = runs.read_json(d / "status.json")
     parts = [status[k] for k in ("worker_start_s", "setup_s", "teardown_s")]
-    assert all(p >= 0 for p in parts) and parts[0] > 0, status
+    assert all(p >= 0 for p in parts), status  # worker_start_s ~0 in local mode (one worker)
     clock = runs.read_json(d / "worker_clock.json")
     assert clock["entered"] <= clock["ready"] <= clock["done"]
     epochs = sum(r["train_seconds"] + r["eval_seconds"] for r in runs.read_jsonl(d / "metrics.jsonl"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 import secrets
 import shutil
@@ -62,7 +63,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         checkpoint, wrap = ray.train.get_checkpoint(), ray.train.torch.prepare_model
         device = ray.train.torch.get_device()
     train.set_threads(cfg)
-    ds = data.load_for(cfg.data, verify=False)  # the driver verified the files before starting
+    ds = _dataset(cfg.data)  # the driver verified the files before starting
     s = train.new_session(cfg, device, rank, wrap=wrap)
     # The newest readable checkpoint on disk, not only the one Ray registered: a worker (or its
     # node) that dies right after writing a checkpoint, before Ray's controller registers it, or a
@@ -92,6 +93,12 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     if rank == 0:
         train.save_model(s, cfg, trial_dir)
         runs.write_json(trial_dir / "worker_clock.json", {**clock, "done": time.time()})
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(cfg_data) -> data.FashionMNIST:
+    """Once per process: Tune reuses a trial's process for the next trial with the same resources."""
+    return data.load_for(cfg_data, verify=False)
 
 
 def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device) -> None:
@@ -391,7 +398,9 @@ def run_trials(
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trial_resources),
         param_space={"trial": tune.grid_search(specs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=limit),
+        # reuse_actors: the next trial with the same resources runs in the same process, so
+        # imports, the dataset and (on a GPU) the CUDA context are paid once per slot.
+        tune_config=tune.TuneConfig(max_concurrent_trials=limit, reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune",
             storage_path=str(ray_dir),

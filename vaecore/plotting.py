@@ -11,8 +11,6 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-plt.rcParams.update(
-    {"text.parse_math": False, "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11}
-)
+plt.rcParams.update({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10, "figure.titlesize": 11})
 
 __all__ = ["plt"]
