@@ -6,6 +6,7 @@ report to Ray while reusing exactly the same epoch, evaluation and checkpoint co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -200,7 +201,7 @@ def train_step(
     """One optimiser step on the batch; the loss terms and the gradient norm, left on the device."""
     lc = cfg.loss
     bf16 = cfg.train.precision == "bf16"
-    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
         x_hat, mu, log_var = s.model(xb)
     # The loss in fp32 whatever the precision: x5000 multipliers and the KL's sum need the bits.
     x_hat, mu, log_var = x_hat.float(), mu.float(), log_var.float()
