@@ -59,6 +59,8 @@ def test_dict_round_trip_crosses_the_ray_boundary():
         ("train.lr_factor=2", "train.lr_factor must be between 0 and 1"),
         ("latent_dim", "must look like key=value"),
         ("loss.kl_multiplier=-1", "loss.kl_multiplier must be >= 0"),
+        ("train.precision=fp16", "train.precision = 'fp16' is not allowed; choose one of ('fp32', 'bf16')"),
+        ("train.channels_last=maybe", "train.channels_last must be true or false"),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_fix(override, message):
@@ -86,3 +88,16 @@ def test_strings_with_quotes_and_backslashes_survive_the_toml_round_trip(tmp_pat
     path = tmp_path / "run.toml"
     path.write_text(config.to_toml(cfg))
     assert config.load(path).data.dir == 'C:\\data "fm"'
+
+
+def test_a_config_written_before_a_key_existed_is_the_same_as_one_with_its_default():
+    now = asdict(config.load("default", ["train.epochs=3"]))
+    old = {section: dict(values) for section, values in now.items()}
+    del old["train"]["precision"], old["train"]["channels_last"]  # a checkpoint from before them
+    assert config.diff(old, now) == []
+    bf16 = asdict(config.load("default", ["train.epochs=3", "train.precision=bf16"]))
+    assert config.diff(old, bf16) == ["train.precision: '(absent)' -> 'bf16'"]
+    assert config.diff(now, old) == [
+        "train.channels_last: False -> '(absent)'",
+        "train.precision: 'fp32' -> '(absent)'",
+    ]

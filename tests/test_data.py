@@ -48,6 +48,15 @@ def test_per_class_subset_is_balanced_and_deterministic(fmnist):
     assert (a.train_x[(a.train_y == 3).nonzero()[0]] == fmnist.train_x[first_dress]).all()
 
 
+def test_to_device_keeps_uint8_and_is_a_no_op_where_the_data_already_is(fmnist):
+    small = data.subset(fmnist, 5, 2)
+    same = data.to_device(small, "cpu")
+    assert same.train_x is small.train_x and same.test_y is small.test_y
+    moved = data.to_device(small, "meta")  # a device without memory: only where and what type
+    assert moved.train_x.device.type == "meta" and moved.train_x.dtype == small.train_x.dtype
+    assert moved.train_x.shape == (50, 28, 28) and moved.source == small.source
+
+
 def test_plain_and_gzipped_files_load_the_same(copied, fmnist):
     for gz in copied.glob("*.gz"):
         gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))

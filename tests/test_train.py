@@ -1,10 +1,15 @@
+import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from vaecore import config, runs, train
+from vaecore import config, data, runs, train
+from vaecore.losses import vae_loss
+from vaecore.model import build
 
 from procs import job
 
@@ -145,3 +150,108 @@ def test_each_scheduler_sets_the_learning_rate_as_documented(name):
         "none": 1e-3,
     }[name]
     assert lr == pytest.approx(float(want))
+
+
+def reference_fit(cfg: config.Config, ds: data.FashionMNIST) -> list[dict]:
+    """The training loop written out plainly, reading every term back after every step (as
+    vaecore did before its sums moved onto the device): per-epoch means of the terms."""
+    lc, rows = cfg.loss, []
+    torch.manual_seed(cfg.train.seed)
+    model = build(cfg.model.arch, cfg.model.latent_dim)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    torch.manual_seed(cfg.train.seed * 1000)
+    for epoch in range(cfg.train.epochs):
+        model.train()
+        g = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
+        sums, n = dict.fromkeys(["loss", "recon", "kl", "mse"], 0.0), 0
+        for idx in torch.randperm(len(ds.train_x), generator=g).split(cfg.train.batch_size):
+            x = ds.train_x[idx].unsqueeze(1).float() / 255
+            terms = vae_loss(x, *model(x), lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
+            opt.zero_grad()
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            opt.step()
+            n += len(idx)
+            for k in sums:
+                sums[k] += terms[k].item() * len(idx)
+        model.eval()
+        g = torch.Generator().manual_seed(12345)
+        test = dict.fromkeys(["loss", "recon", "kl", "mse", "elbo"], 0.0)
+        with torch.no_grad():
+            for idx in torch.arange(len(ds.test_x)).split(1000):
+                x = ds.test_x[idx].unsqueeze(1).float() / 255
+                mu, log_var = model.encode(x)
+                x_hat = model.decode(model.reparameterize(mu, log_var, torch.randn(mu.shape, generator=g)))
+                terms = vae_loss(x, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
+                for k in test:
+                    test[k] += terms[k].item() * len(idx)
+        test = {f"test_{k}": v / len(ds.test_x) for k, v in test.items()}
+        rows.append({**{k: v / n for k, v in sums.items()}, **test})
+    return rows
+
+
+def test_a_two_epoch_fit_has_exactly_the_metrics_of_a_plain_per_step_loop(small, tiny_cfg, tmp_path):
+    ds = data.subset(small, 50, 20)  # 500 images: 8 steps an epoch, the last one short
+    want = reference_fit(tiny_cfg, ds)
+    train.fit(tiny_cfg, ds, tmp_path)
+    got = runs.read_jsonl(tmp_path / "metrics.jsonl")
+    assert [{k: r[k] for k in want[0]} for r in got] == want  # to the bit, fp32 on the CPU
+
+
+@pytest.mark.parametrize("check_every", [5, 50])
+def test_a_late_read_still_names_the_first_non_finite_step(small, tiny_cfg, monkeypatch, check_every):
+    monkeypatch.setattr(train, "CHECK_EVERY", check_every)  # 50 > 32 steps: read at the end only
+    batches = train.shard_batches(len(small.train_x), 64, tiny_cfg.train.seed, epoch=0)
+    x = data.to_float(small.train_x).clone()
+    x[batches[7][3]] = float("nan")  # one image of step 7: its loss, then every weight, turn NaN
+    s = train.new_session(tiny_cfg)
+    with pytest.raises(train.Diverged, match=r"non-finite loss \(nan\) .* at epoch 1, step 7; lower"):
+        train.run_epoch(s, replace(small, train_x=x), tiny_cfg, "cpu")
+    weight = train.unwrap(s.model).dense.weight
+    assert weight.isnan().all()  # it trained on past step 7 before the read: the report looked back
+
+
+def test_a_single_process_session_is_not_wrapped_for_ddp(tiny_cfg):
+    s = train.new_session(tiny_cfg, wrap=lambda m: pytest.fail("wrapped at world size 1"))
+    assert type(s.model).__name__ == "VAE"
+
+
+def first_step_then_epoch(cfg: config.Config, ds: data.FashionMNIST) -> tuple[dict, dict, nn.Module]:
+    """The first step's loss terms and gradient norm (same weights and noise whatever the
+    setting), then the means of the epoch that follows, and the model."""
+    s = train.new_session(cfg)
+    terms, norm = train.train_step(s, train.as_batch(ds.train_x, torch.arange(64), cfg), cfg, math.inf)
+    first = {k: terms[k].item() for k in ("loss", "recon", "kl")} | {"norm": norm.item()}
+    return first, train.train_epoch(s, ds.train_x, cfg, "cpu"), train.unwrap(s.model)
+
+
+def test_bf16_autocast_trains_with_losses_close_to_fp32(small, tiny_cfg):
+    ds = data.subset(small, 32, 10)  # 320 images: 5 steps
+    fp32 = first_step_then_epoch(tiny_cfg, ds)
+    bf16 = first_step_then_epoch(config.apply(tiny_cfg, {"train.precision": "bf16"}), ds)
+    # Autocast rounds each conv/linear layer's inputs to bf16 (8 significant bits): allow one
+    # bf16 epsilon of relative error per such layer (measured: 3e-4 on the first step's loss).
+    layers = sum(isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear) for m in bf16[2].modules())
+    tol = layers * torch.finfo(torch.bfloat16).eps
+    print(f"first step {fp32[0]} {bf16[0]}; epoch {fp32[1]['loss']} {bf16[1]['loss']}; tol {tol:.3f}")
+    assert bf16[0]["loss"] != fp32[0]["loss"]  # autocast did run in bf16
+    for k in ("loss", "recon", "kl"):
+        assert bf16[0][k] == pytest.approx(fp32[0][k], rel=tol)
+        assert bf16[1][k] == pytest.approx(fp32[1][k], rel=tol)
+    assert all(p.dtype == torch.float32 and p.isfinite().all() for p in bf16[2].parameters())
+
+
+def test_channels_last_gives_the_default_formats_results(small, tiny_cfg):
+    ds = data.subset(small, 32, 10)
+    default = first_step_then_epoch(tiny_cfg, ds)
+    nhwc = first_step_then_epoch(config.apply(tiny_cfg, {"train.channels_last": True}), ds)
+    conv = nhwc[2].encoder[1][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    print(f"first step {default[0]} {nhwc[0]}; epoch {default[1]['loss']} {nhwc[1]['loss']}")
+    # Other kernels, other summation orders: fp32 rounding, measured 1e-6 (loss) to 3e-5 (KL,
+    # gradient norm) on the first step. Over the epoch Adam's first steps divide by the root of
+    # tiny squared gradients, which turns such rounding into lr-sized moves: 3e-4 after 5 steps.
+    for k in ("loss", "recon", "kl", "norm"):
+        assert nhwc[0][k] == pytest.approx(default[0][k], rel=2e-4)
+    for k in ("loss", "recon", "kl", "mse"):
+        assert nhwc[1][k] == pytest.approx(default[1][k], rel=2e-3)

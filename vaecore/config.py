@@ -44,6 +44,8 @@ class TrainConfig:
     grad_clip: float = 100.0  # max global gradient norm; 0 turns clipping off
     seed: int = 0  # seeds weights, batch order and the reparameterisation noise
     threads: int = 0  # torch CPU threads per worker; 0 = the worker's CPU count
+    precision: str = "fp32"  # "fp32", or "bf16": autocast the forward pass (weights and loss stay fp32)
+    channels_last: bool = False  # NHWC memory format for the convolutions (often faster on GPUs)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ CHOICES = {
     "model.arch": ("compact", "seed"),
     "loss.likelihood": ("mse", "bce"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
+    "train.precision": ("fp32", "bf16"),
 }
 
 # The seed's chosen run: latent 3, reconstruction x5000, KL x1, Adam with a plateau scheduler.
@@ -248,12 +251,17 @@ def digest(cfg_dict: dict[str, Any]) -> str:
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The dotted keys whose values differ, as "key: old -> new" (both asdict forms)."""
+    """The dotted keys whose values differ, as "key: old -> new" (both asdict forms).
+
+    A key that `old` lacks and `new` holds at its default is not a difference: configs written
+    before the key existed meant exactly that default, so their runs stay resumable.
+    """
     a, b = flatten(old), flatten(new)
+    defaults = flatten(asdict(Config()))
     return [
         f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
         for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k)
+        if a.get(k) != b.get(k) and not (k not in a and k in defaults and b.get(k) == defaults[k])
     ]
 
 

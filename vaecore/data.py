@@ -76,6 +76,13 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(1).float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
+def to_device(ds: FashionMNIST, device: torch.device | str) -> FashionMNIST:
+    """The dataset with its tensors on `device`, still uint8 (all of it is 55 MB): batches are then
+    indexed and converted there, with no host copy per step. A no-op for tensors already there."""
+    moved = [t.to(device) for t in (ds.train_x, ds.train_y, ds.test_x, ds.test_y)]
+    return FashionMNIST(*moved, source=ds.source)
+
+
 # --- finding ------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ report to Ray while reusing exactly the same epoch, evaluation and checkpoint co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ from torch import nn
 
 from vaecore import runs
 from vaecore.config import Config, ConfigError, diff
-from vaecore.data import FashionMNIST, to_float
+from vaecore.data import FashionMNIST, to_device, to_float
 from vaecore.losses import vae_loss
 from vaecore.model import build
 
@@ -66,16 +67,27 @@ def make_scheduler(cfg: Config, opt: torch.optim.Optimizer):
     return None
 
 
+def world_size() -> int:
+    """Processes in torch.distributed's group; 1 when there is none."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def new_session(
     cfg: Config,
     device: torch.device | str = "cpu",
     rank: int = 0,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
 ) -> Session:
-    """Seeded model, Adam and scheduler. `wrap` (e.g. DDP) is applied after moving to device."""
+    """Seeded model, Adam and scheduler. `wrap` (e.g. DDP) is applied after moving to device, and
+    only when more than one process trains: alone, there is nothing to average."""
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
     model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
-    model = wrap(model) if wrap else model
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # what Ray's prepare_model does, also when it is not called
+    model = wrap(model) if wrap and world_size() > 1 else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     torch.manual_seed(cfg.train.seed * 1000 + rank)  # different reparameterisation noise per rank
     return Session(model, opt, make_scheduler(cfg, opt))
@@ -138,19 +150,30 @@ def load_state(s: Session, state: dict, cfg: Config, device="cpu", rank: int = 0
 # --- one epoch ----------------------------------------------------------------------------------
 
 
-def shard_batches(
-    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
-) -> list[torch.Tensor]:
-    """This rank's index batches for one epoch: a seeded permutation cut into equal shards.
+CHECK_EVERY = 50  # steps between the host's reads of the divergence watch: each read waits for
+# the device, and a diverged run wastes at most this many steps before it stops
+TERMS = ("loss", "recon", "kl", "mse")  # the training terms summed per epoch, in metrics order
+EVAL_TERMS = (*TERMS, "elbo")
 
-    Every rank gets the same number of images (the last n % world are left out this epoch), so
-    every rank takes the same number of steps and DDP's all-reduces never wait on a missing rank.
+
+def shard_indices(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """This rank's image indices for one epoch, in order: its shard of a seeded permutation.
+
+    Drawn on the CPU whatever the training device, so the order (and a resume) is the same
+    everywhere. Every rank gets the same number of images (the last n % world are left out this
+    epoch), so every rank takes the same number of steps and DDP's all-reduces never wait.
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g)
     per_rank = n // world
-    mine = perm[rank * per_rank : (rank + 1) * per_rank]
-    return list(mine.split(max(1, batch_size // world)))
+    return perm[rank * per_rank : (rank + 1) * per_rank]
+
+
+def shard_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> list[torch.Tensor]:
+    """This rank's index batches for one epoch: its shard cut into batch_size // world pieces."""
+    return list(shard_indices(n, seed, epoch, rank, world).split(max(1, batch_size // world)))
 
 
 def _all_reduce(sums: dict[str, float], device) -> dict[str, float]:
@@ -166,41 +189,77 @@ def _means(sums: dict[str, float]) -> dict[str, float]:
     return {k: v / n for k, v in sums.items()}
 
 
+def as_batch(x: torch.Tensor, idx: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Images x[idx] as float (B, 1, 28, 28) in [0, 1], in the model's memory format."""
+    xb = to_float(x[idx])
+    return xb.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else xb
+
+
+def train_step(
+    s: Session, xb: torch.Tensor, cfg: Config, max_norm: float
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimiser step on the batch; the loss terms and the gradient norm, left on the device."""
+    lc = cfg.loss
+    bf16 = cfg.train.precision == "bf16"
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        x_hat, mu, log_var = s.model(xb)
+    # The loss in fp32 whatever the precision: x5000 multipliers and the KL's sum need the bits.
+    x_hat, mu, log_var = x_hat.float(), mu.float(), log_var.float()
+    terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
+    s.optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    # Gradients are averaged over ranks, so a NaN on any rank shows in the norm on all of them and
+    # every rank stops at the same check instead of one hanging in the next all-reduce.
+    norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), max_norm)
+    s.optimizer.step()
+    return terms, norm
+
+
+def check_finite(watch: torch.Tensor, epoch: int) -> None:
+    """Raise Diverged naming the first step whose loss or gradient norm (watch: (steps, 2)) is
+    NaN or inf. The one host read per call is here."""
+    bad = (~torch.isfinite(watch).all(1)).nonzero()  # (k, 1)
+    if len(bad):
+        step = int(bad[0, 0])
+        loss, norm = watch[step].tolist()
+        raise Diverged(
+            f"non-finite loss ({loss:.4g}) or gradient norm ({norm:.4g}) at epoch {epoch + 1}, "
+            f"step {step}; lower train.lr or set train.grad_clip"
+        )
+
+
 def train_epoch(
     s: Session, x: torch.Tensor, cfg: Config, device, rank: int = 0, world: int = 1
 ) -> dict[str, float]:
-    """One pass over this rank's shard; returns the global batch-weighted means and images/s."""
+    """One pass over this rank's shard; returns the global batch-weighted means and images/s.
+
+    Nothing is read back per step. The terms are summed on the device in float64 and in step
+    order, so the means equal a host-side sum of `.item()`s to the bit; each step's loss and
+    gradient norm stay there too, read every CHECK_EVERY steps to stop a diverged run and name
+    its first bad step. The optimiser still steps after a bad one: the run is over either way.
+    """
     s.model.train()
-    lc = cfg.loss
-    sums = {"n": 0.0, "loss": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
+    x = x.to(device)  # a no-op when the dataset already lives there (fit: data.to_device)
     max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
+    order = shard_indices(len(x), cfg.train.seed, s.epoch, rank, world).to(device)  # once an epoch
+    batches = order.split(max(1, cfg.train.batch_size // world))
+    sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)
+    watch = torch.zeros(len(batches), 2, device=device)  # (steps, [loss, gradient norm])
+    images = 0
     start = time.perf_counter()
-    for step, idx in enumerate(
-        shard_batches(len(x), cfg.train.batch_size, cfg.train.seed, s.epoch, rank, world)
-    ):
-        xb = to_float(x[idx]).to(device, non_blocking=True)
-        x_hat, mu, log_var = s.model(xb)
-        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
-        s.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        # Gradients are averaged over ranks, so a NaN on any rank shows here on all of them and
-        # every rank stops together instead of one hanging in the next all-reduce.
-        norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), max_norm)
-        if not (torch.isfinite(norm) and torch.isfinite(terms["loss"])):
-            raise Diverged(
-                f"non-finite loss ({terms['loss'].item():.4g}) or gradient norm "
-                f"({norm.item():.4g}) at epoch {s.epoch + 1}, step {step}; "
-                f"lower train.lr or set train.grad_clip"
-            )
-        s.optimizer.step()
-        b = len(idx)
-        sums["n"] += b
-        for k in ("loss", "recon", "kl", "mse"):
-            sums[k] += terms[k].item() * b
-    seconds = time.perf_counter() - start
-    sums = _all_reduce(sums, device)
-    images = sums["n"]
-    return {**_means(sums), "images_per_s": images / seconds, "train_seconds": seconds}
+    for step, idx in enumerate(batches):
+        terms, norm = train_step(s, as_batch(x, idx, cfg), cfg, max_norm)
+        watch[step] = torch.stack([terms["loss"].detach(), norm])
+        sums += torch.stack([terms[k].detach() for k in TERMS]).double() * len(idx)
+        images += len(idx)
+        if (step + 1) % CHECK_EVERY == 0:
+            check_finite(watch[: step + 1], s.epoch)
+    check_finite(watch, s.epoch)
+    totals = {"n": float(images), **dict(zip(TERMS, sums.tolist(), strict=True))}
+    seconds = time.perf_counter() - start  # after the reads above: the device has finished
+    totals = _all_reduce(totals, device)
+    images_per_s = totals["n"] / seconds  # global: every rank's images in this rank's time
+    return {**_means(totals), "images_per_s": images_per_s, "train_seconds": seconds}
 
 
 @torch.no_grad()
@@ -213,21 +272,24 @@ def evaluate(
     world: int = 1,
     batch_size: int = 1000,
 ) -> dict[str, float]:
-    """Test-set loss, terms and ELBO (nats/image), with fixed noise so the numbers are repeatable."""
+    """Test-set loss, terms and ELBO (nats/image), with fixed noise so the numbers are repeatable.
+    Always fp32: test numbers stay comparable between precisions."""
     model.eval()
-    lc = cfg.loss
-    g = torch.Generator().manual_seed(12345)
-    sums = {"n": 0.0, "loss": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0, "elbo": 0.0}
-    for idx in torch.arange(rank, len(x), world).split(batch_size):
-        xb = to_float(x[idx]).to(device)
-        mu, log_var = unwrap(model).encode(xb)
+    m, lc = unwrap(model), cfg.loss
+    x = x.to(device)
+    g = torch.Generator().manual_seed(12345)  # on the CPU: the same noise on every device
+    sums = torch.zeros(len(EVAL_TERMS), dtype=torch.float64, device=device)
+    images = 0
+    for idx in torch.arange(rank, len(x), world, device=device).split(batch_size):
+        xb = as_batch(x, idx, cfg)
+        mu, log_var = m.encode(xb)
         eps = torch.randn(mu.shape, generator=g).to(device)
-        x_hat = unwrap(model).decode(unwrap(model).reparameterize(mu, log_var, eps))
+        x_hat = m.decode(m.reparameterize(mu, log_var, eps))
         terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
-        sums["n"] += len(idx)
-        for k in terms:
-            sums[k] += terms[k].item() * len(idx)
-    return {f"test_{k}": v for k, v in _means(_all_reduce(sums, device)).items()}
+        sums += torch.stack([terms[k] for k in EVAL_TERMS]).double() * len(idx)
+        images += len(idx)
+    totals = {"n": float(images), **dict(zip(EVAL_TERMS, sums.tolist(), strict=True))}
+    return {f"test_{k}": v for k, v in _means(_all_reduce(totals, device)).items()}
 
 
 def step_scheduler(s: Session, test_loss: float) -> None:
@@ -312,6 +374,7 @@ def fit(
         log.info("%s is already trained; nothing to do", run_dir)
         return done  # a finished run re-run writes nothing
     set_threads(cfg)
+    data = to_device(data, device)
     s = new_session(cfg, device)
     ckpt = run_dir / "checkpoint.pt"
     if ckpt.is_file():
@@ -336,9 +399,11 @@ def fit(
 
 def _finished(run_dir: Path, cfg: Config, status: dict) -> bool:
     """Completed with this very config: model.pt is there and status.json says so."""
+    old, now = runs.read_dict(run_dir / "config.json"), json.loads(json.dumps(asdict(cfg), default=str))
     return (
         status.get("status") == "completed"
         and status.get("epochs") == cfg.train.epochs
         and (run_dir / "model.pt").is_file()
-        and runs.read_json(run_dir / "config.json") == json.loads(json.dumps(asdict(cfg), default=str))
+        and bool(old)
+        and not diff(old, now)  # a key added since, at its default, is the same config
     )
