@@ -279,3 +279,18 @@ def test_each_image_is_encoded_once_and_each_samplers_images_decoded_once(sweep,
         "class means, 2 x 4 morph strips, 45-pair matrix, traversals": 10 + 2 * 36 + 45 * 7 + 2 * 11,
     }
     assert rows["decode"] == sum(decodes.values())
+
+
+def test_threads_are_pinned_per_trial_restored_after_and_not_part_of_the_skip_key(pristine):
+    before = torch.get_num_threads()
+    with post_sweep.pinned_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    assert post_sweep._ray_task_cpus() is None  # not inside a Ray task: torch's default stays
+    trial = pristine / "trials" / "z2"
+    opts = post_sweep.Options()
+    assert post_sweep.inputs_hash(trial, opts, "c") == post_sweep.inputs_hash(
+        trial, post_sweep.options_from({"threads": 1}), "c"
+    )
+    with pytest.raises(ConfigError, match="threads must be > 0"):
+        post_sweep.options_from({"threads": 0})
