@@ -83,12 +83,13 @@ def iwae(
     recon_multiplier: float,
     seed: int = 0,
     posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
-    decodes_per_batch: int = 2048,
+    decodes_per_batch: int = 256,
 ) -> float:
     """Mean IWAE bound on log p(x) in nats per image over uint8 images x; k = 1 is the ELBO.
 
     posterior: x's (mu, log_var) if already encoded (test_pass's), else x is encoded here. All
-    k * N draws are made up front and decoded in large chunks of whole images (no per-image loop).
+    k * N draws are made up front and decoded in chunks of whole images (256 decodes: measured
+    faster than 2048 on CPU).
     """
     device = next(model.parameters()).device
     mu, log_var = posterior if posterior is not None else _encode(model, x, device)
