@@ -43,8 +43,7 @@ def test_iwae_is_above_the_elbo_and_tightens_with_k(tiny_model):
     x = ds.test_x[:100]
     lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
     bounds = {k: metrics.iwae(model, x, k, lik, r, seed=1) for k in (1, 8, 64)}
-    mu, log_var = latent.encode(model, x)
-    elbo = metrics.elbo_terms(model, x, mu, log_var, lik, r)["test_elbo"]
+    elbo = metrics.test_pass(model, x, lik, r)[3]["test_elbo"]
     # k = 1 is an ELBO estimate: equal up to sampling noise (measured gap ~0.5 nats of ~50)
     assert abs(bounds[1] - elbo) < 2.0
     assert bounds[1] < bounds[8] < bounds[64]
@@ -168,7 +167,58 @@ def test_the_pipeline_scores_prior_samples_with_inception_or_says_why_not(incept
     vae, _, ds = tiny_model
     ds = data.subset(ds, 5, 3)  # 30 test images: the FID's sample count
     fns, _ = trial.samplers(torch.zeros(10, vae.latent_dim), torch.arange(10), trial.Options())
-    on = trial._inception(vae, ds, fns, trial.Options(fid_samples=25))
+    on = trial._inception(ds, latent.decode(vae, fns["prior"](25, 7)), trial.Options())
     assert on["inception_fid"] > 0 and "vs 25 test images" in on["inception_fid_note"]
-    off = trial._inception(vae, ds, fns, trial.Options(inception=False))
+    off = trial._inception(ds, latent.decode(vae, fns["prior"](25, 7)), trial.Options(inception=False))
     assert off == {"inception_fid": None, "inception_fid_note": "skipped: [postprocess] inception = false"}
+
+
+# --- one pass over the test images, and the IWAE from its posterior ---------------------------
+
+
+def test_one_test_pass_gives_the_latents_elbo_and_recons_of_separate_computations(tiny_model):
+    model, cfg, ds = tiny_model
+    x = ds.test_x[:150]
+    lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
+    assert lik == "mse"
+    mu, log_var, recons, terms = metrics.test_pass(model, x, lik, r, batch=64)
+
+    # expected, computed apart: encode all, decode at z = mu + sigma * eps and at mu, formulas by hand
+    with torch.no_grad():
+        xf = x.float().div(255).unsqueeze(1)
+        exp_mu, exp_lv = model.encode(xf)
+        eps = torch.randn(150, exp_mu.shape[1], generator=torch.Generator().manual_seed(12345))
+        x_z, x_mu = model.decode(exp_mu + (0.5 * exp_lv).exp() * eps), model.decode(exp_mu)
+    nll = r * (xf - x_z).pow(2).mean((1, 2, 3)) + 392 * math.log(2 * math.pi * 784 / (2 * r))
+    kl = 0.5 * (exp_mu.pow(2) + exp_lv.exp() - 1 - exp_lv).sum(1)
+    assert torch.allclose(mu, exp_mu, atol=1e-5) and torch.allclose(log_var, exp_lv, atol=1e-5)
+    assert torch.allclose(recons, x_mu, atol=1e-5)
+    assert terms["test_elbo"] == pytest.approx(float((-nll - kl).mean()), rel=1e-5)
+    assert terms["test_kl"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    assert terms["test_mse"] == pytest.approx(float((xf - x_mu).pow(2).mean()), rel=1e-5)
+    # the same latents as vaecore.latent.encode, and nothing depends on the batch size
+    assert torch.allclose(mu, latent.encode(model, x)[0], atol=1e-5)
+    whole = metrics.test_pass(model, x, lik, r, batch=150)[3]
+    assert [whole[k] for k in ("test_elbo", "test_mse")] == pytest.approx(
+        [terms[k] for k in ("test_elbo", "test_mse")], rel=1e-5
+    )
+
+
+def test_iwae_from_the_passed_posterior_equals_a_hand_computation(tiny_model):
+    model, cfg, ds = tiny_model
+    x, k = ds.test_x[:20], 8
+    lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
+    with torch.no_grad():
+        xf = x.float().div(255).unsqueeze(1)
+        mu, log_var = model.encode(xf)
+        eps = torch.randn((20, k, mu.shape[1]), generator=torch.Generator().manual_seed(3))
+        z = mu[:, None] + (0.5 * log_var[:, None]).exp() * eps  # (20, k, d)
+        x_hat = model.decode(z.reshape(20 * k, -1)).view(20, k, 784)
+    log_px = -(r * (xf.view(20, 1, 784) - x_hat).pow(2).mean(2) + 392 * math.log(math.pi * 784 / r))
+    log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(2)
+    log_qz = torch.distributions.Normal(mu[:, None], (0.5 * log_var[:, None]).exp()).log_prob(z).sum(2)
+    expected = float(((log_px + log_pz - log_qz).logsumexp(1) - math.log(k)).mean())
+    # chunks of 3 images (24 decodes): chunking and the passed posterior change nothing
+    here = metrics.iwae(model, x, k, lik, r, seed=3, decodes_per_batch=24)
+    passed = metrics.iwae(model, x, k, lik, r, seed=3, posterior=(mu, log_var))
+    assert here == pytest.approx(expected, abs=1e-3) and passed == pytest.approx(expected, abs=1e-3)

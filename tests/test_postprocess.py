@@ -257,3 +257,40 @@ def test_latent_scatter_uses_pca_projections_only_above_3_dims(d, wide, tmp_path
     w, h = Image.open(tmp_path / "latent.png").size
     assert calls == ([(d, 3)] if wide else [])
     assert (w > 2 * h) == wide
+
+
+@pytest.mark.integration
+def test_each_image_is_encoded_once_and_each_samplers_images_decoded_once(sweep, monkeypatch):
+    from vaecore import model
+
+    rows = {"encode": 0, "decode": 0}
+    for name in rows:
+        real = getattr(model.VAE, name)
+        count = lambda self, x, _n=name, _f=real: rows.__setitem__(_n, rows[_n] + len(x)) or _f(self, x)
+        monkeypatch.setattr(model.VAE, name, count)
+    opts = post_sweep.load_options(sweep)  # iwae_k 16 on 50 images; 200 test images
+    row = post_sweep.process_trial(sweep / "trials" / "z2", opts, post_sweep.reference_classifier(print))
+    assert row["status"] == "done", row
+    assert rows["encode"] == 1000 + 200  # train and test once; the IWAE reuses the test posterior
+    decodes = {
+        "test pass (z and mu)": 2 * 200,
+        "iwae": 16 * 50,
+        "4 samplers, FID and pictures together": 4 * 200,
+        "class means, 2 x 4 morph strips, 45-pair matrix, traversals": 10 + 2 * 36 + 45 * 7 + 2 * 11,
+    }
+    assert rows["decode"] == sum(decodes.values())
+
+
+def test_threads_are_pinned_per_trial_restored_after_and_not_part_of_the_skip_key(pristine):
+    before = torch.get_num_threads()
+    with post_sweep.pinned_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    assert post_sweep._ray_task_cpus() is None  # not inside a Ray task: torch's default stays
+    trial = pristine / "trials" / "z2"
+    opts = post_sweep.Options()
+    assert post_sweep.inputs_hash(trial, opts, "c") == post_sweep.inputs_hash(
+        trial, post_sweep.options_from({"threads": 1}), "c"
+    )
+    with pytest.raises(ConfigError, match="threads must be > 0"):
+        post_sweep.options_from({"threads": 0})

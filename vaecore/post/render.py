@@ -1,4 +1,5 @@
-"""Figures for one trial (matplotlib Agg + torchvision grids), written atomically as small PNGs."""
+"""Figures for one trial, written atomically as small PNGs: image sheets with PIL (post.sheets),
+plots (curves, latent scatter) with matplotlib Agg."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import matplotlib.ticker
 import torch
-from torchvision.utils import make_grid
 
 from vaecore import latent as lat
 from vaecore import runs
 from vaecore.data import CLASS_NAMES, to_float
 from vaecore.plotting import plt
+from vaecore.post import sheets
 
 SAMPLER_TITLES = {
     "prior": "the prior N(0, I)",
@@ -44,105 +45,76 @@ def save(fig, path: Path, gray: bool = True) -> None:
     runs.atomic_write_bytes(path, out.getvalue())
 
 
-def _show(ax, images: torch.Tensor, nrow: int, padding: int = 2) -> None:
-    """A make_grid of (N, 1, 28, 28) images on an axis, no ticks."""
-    grid = make_grid(images.cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)[0]
-    ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def image_grid(images: torch.Tensor, nrow: int, title: str, path: Path, inches: float = 4.5) -> None:
+def image_grid(images: torch.Tensor, nrow: int, title: str, path: Path) -> None:
     """Samples as a square-ish grid with a title."""
-    fig, ax = plt.subplots(figsize=(inches, inches * (len(images) / nrow) / nrow + 0.4))
-    _show(ax, images, nrow)
-    ax.set_title(title)
-    save(fig, path)
+    sheets.save(sheets.sheet(images, nrow, title), path)
 
 
 def recon(
     originals: torch.Tensor, recons: torch.Tensor, labels: torch.Tensor, title: str, path: Path
 ) -> None:
     """Columns = classes; rows alternate original / reconstruction (per_class images per class)."""
-    order = labels.argsort(stable=True)
     per_class = len(labels) // 10
-    fig, axes = plt.subplots(2 * per_class, 10, figsize=(8.5, 1.0 * 2 * per_class + 0.6))
-    for col, c in enumerate(range(10)):
-        idx = order[(labels[order] == c).nonzero().flatten()]
-        for r, i in enumerate(idx[:per_class]):
-            for k, img in enumerate((originals[i], recons[i])):
-                ax = axes[2 * r + k, col]
-                ax.imshow(img[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if col == 0:
-                    ax.set_ylabel("original" if k == 0 else "recon", fontsize=8)
-        axes[0, col].set_title(CLASS_NAMES[c], fontsize=8)
-    fig.suptitle(title)
-    fig.subplots_adjust(wspace=0.05, hspace=0.08)
-    save(fig, path)
+    idx = [(labels == c).nonzero().flatten()[:per_class] for c in range(10)]  # in image order
+    rows = [images[idx[c][r]] for r in range(per_class) for images in (originals, recons) for c in range(10)]
+    image = sheets.sheet(
+        torch.stack(rows),
+        10,
+        title,
+        row_labels=["original", "recon"] * per_class,
+        top_labels=list(CLASS_NAMES),
+        pad=4,
+    )
+    sheets.save(image, path)
 
 
 def prototypes(images: torch.Tensor, title: str, path: Path) -> None:
     """The 10 decoded class means in a row, each under its class name."""
-    fig, axes = plt.subplots(1, 10, figsize=(8.5, 1.5))
-    for c, ax in enumerate(axes):
-        ax.imshow(images[c, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(CLASS_NAMES[c], fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, y=1.05)
-    save(fig, path)
+    sheets.save(sheets.sheet(images[:10], 10, title, top_labels=list(CLASS_NAMES), pad=4), path)
 
 
 def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: str, path: Path) -> None:
     """Morph strips: one row per label, one column per alpha (labelled)."""
-    steps = len(alphas)
-    fig, axes = plt.subplots(
-        len(labels), 1, figsize=(0.75 * steps + 1.5, 0.8 * len(labels) + 0.7), squeeze=False
+    image = sheets.sheet(
+        rows,
+        len(alphas),
+        title,
+        row_labels=labels,
+        bottom_labels=[f"{a:.2f}" for a in alphas.tolist()],
+        xlabel="α",
     )
-    for r, (ax, label) in enumerate(zip(axes[:, 0], labels, strict=True)):
-        _show(ax, rows[r * steps : (r + 1) * steps], nrow=steps)
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        if r == len(labels) - 1:
-            side = rows.shape[-1] + 2
-            ax.set_xticks([side * i + side / 2 for i in range(steps)])
-            ax.set_xticklabels([f"{a:.2f}" for a in alphas.tolist()], fontsize=7)
-            ax.set_xlabel("alpha")
-    fig.suptitle(title)
-    save(fig, path)
+    sheets.save(image, path)
 
 
 def matrix(
     rows: torch.Tensor, pairs: list[tuple[int, int]], steps: int, title: str, path: Path, cols: int = 3
 ) -> None:
     """All class-pair interpolation strips, packed cols strips per row, each with a small label."""
-    n_rows = (len(pairs) + cols - 1) // cols
-    height = 0.52 * n_rows + 0.5
-    fig, axes = plt.subplots(n_rows, cols, figsize=(2.6 * cols, height), squeeze=False)
-    for p, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if p < len(pairs):
-            _show(ax, rows[p * steps : (p + 1) * steps], nrow=steps, padding=1)
-            i, j = pairs[p]
-            ax.set_title(f"{CLASS_NAMES[i]} → {CLASS_NAMES[j]}", fontsize=7, pad=2)
-    fig.suptitle(title)
-    fig.subplots_adjust(hspace=0.45, wspace=0.05, top=1 - 0.4 / height)
-    save(fig, path)
+    panels = [
+        sheets.sheet(
+            rows[p * steps : (p + 1) * steps],
+            steps,
+            f"{CLASS_NAMES[i]} → {CLASS_NAMES[j]}",
+            pad=1,
+            title_size=sheets.SMALL,
+            margin=3,
+        )
+        for p, (i, j) in enumerate(pairs)
+    ]
+    sheets.save(sheets.stack(panels, cols, title), path)
 
 
 def traversals(images: torch.Tensor, dims: int, values: torch.Tensor, title: str, path: Path) -> None:
     """One row per latent dim, one column per coordinate value."""
-    steps = len(values)
-    fig, ax = plt.subplots(figsize=(0.6 * steps + 1.2, 0.6 * dims + 0.8))
-    _show(ax, images, nrow=steps)
-    side = images.shape[-1] + 2
-    ax.set_yticks([side * d + side / 2 for d in range(dims)])
-    ax.set_yticklabels([f"z{d + 1}" for d in range(dims)])
-    ax.set_xticks([side * i + side / 2 for i in range(steps)])
-    ax.set_xticklabels([f"{v:+.1f}" if abs(v) > 1e-6 else "0" for v in values.tolist()], fontsize=7)
-    ax.set_xlabel("value of the traversed coordinate")
-    ax.set_title(title)
-    save(fig, path)
+    image = sheets.sheet(
+        images,
+        len(values),
+        title,
+        row_labels=[f"z{d + 1}" for d in range(dims)],
+        bottom_labels=[f"{v:+.1f}" if abs(v) > 1e-6 else "0" for v in values.tolist()],
+        xlabel="value of the traversed coordinate",
+    )
+    sheets.save(image, path)
 
 
 def curves(history: list[dict], title: str, path: Path) -> None:
@@ -265,22 +237,25 @@ def trial_figures(
     trial_dir: Path,
     ds,
     te_mu: torch.Tensor,
+    recons: torch.Tensor,
     means: torch.Tensor,
-    sample_fns: dict,
+    samples: dict[str, torch.Tensor],
     opts,
 ) -> dict[str, str]:
-    """Every picture of one trial; dec maps z to images, opts is a post.trial.Options.
+    """Every picture of one trial; opts is a post.trial.Options.
 
+    dec maps z to images (for the class means, morphs, traversals); recons are the test images'
+    reconstructions and samples each sampler's decoded images, both already made for the FIDs.
     Returns artifact key -> path relative to the trial folder.
     """
     art, name = {}, trial_dir.name
     path = lambda key: (art.setdefault(key, f"artifacts/{key}.png"), trial_dir / art[key])[1]
     idx = torch.cat([(ds.test_y == c).nonzero().flatten()[: opts.recon_per_class] for c in range(10)])
     originals = to_float(ds.test_x[idx])
-    recon(originals, dec(te_mu[idx]), ds.test_y[idx], f"{name}: test reconstructions", path("recon"))
-    for key, fn in sample_fns.items():
+    recon(originals, recons[idx], ds.test_y[idx], f"{name}: test reconstructions", path("recon"))
+    for key, images in samples.items():
         image_grid(
-            dec(fn(opts.grid_samples, opts.sample_seed)),
+            images[: opts.grid_samples],
             10,
             f"{name}: samples from {SAMPLER_TITLES.get(key, key)}",
             path(f"samples_{key}"),

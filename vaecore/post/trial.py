@@ -17,7 +17,7 @@ import torch
 from vaecore import data, latent, runs
 from vaecore import model as models
 from vaecore.config import ConfigError, convert
-from vaecore.post import classifier, metrics, render, two_stage
+from vaecore.post import classifier, metrics, reference, render, two_stage
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Options:
     mixture: bool = False  # also a 10-component mixture started from the class labels (uses labels)
     inception: bool = True  # Inception FID when torchvision's weights are already on disk
     batch: int = 256  # images per encode/decode batch: measured 1.3-1.9x faster than 2000 on CPU
+    threads: int | None = None  # torch + BLAS threads; None: the Ray task's CPUs, else torch's default
 
 
 def options_from(table: dict) -> Options:
@@ -51,7 +52,7 @@ def options_from(table: dict) -> Options:
             raise ConfigError(f"unknown [postprocess] key '{key}'; known keys: {', '.join(hints)}")
         tp = hints[key]
         value = convert(f"[postprocess] {key}", value, tp)
-        if tp in (int, float) and value <= 0:
+        if tp in (int, float, int | None) and value is not None and value <= 0:
             raise ConfigError(f"[postprocess] {key} must be > 0, got {value}")
         out[key] = value
     return Options(**out)
@@ -145,47 +146,51 @@ def run_pipeline(
     device: str,
     progress: Callable[[str], None],
 ) -> dict:
-    """Encode, score, sample, render; returns the summary (without its inputs hash)."""
+    """Encode, score, sample, render; returns the summary (without its inputs hash).
+
+    No work is repeated: each image is encoded once, each sampler's images are decoded once (the
+    FIDs and the pictures share them), and the real-data classifier statistics come from a cache.
+    """
     t = Steps(progress)
     with t("load"):
         model, cfg = load_trial_model(trial_dir, device)
+        model = model.to(memory_format=torch.channels_last)  # measured 2.4x faster decodes on CPU
         clf = classifier.Classifier()
         clf.load_state_dict(clf_state["model"])
         clf.eval()
     lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
-    with t("encode"):
-        tr = latent.encode(model, ds.train_x.to(device), opts.batch)
-        te = latent.encode(model, ds.test_x.to(device), opts.batch)
-        tr, te = (tr[0].cpu(), tr[1].cpu()), (te[0].cpu(), te[1].cpu())
-        save_latents(trial_dir / "latents.npz", tr, te, ds)
-    with t("elbo"):
-        m = metrics.elbo_terms(model, ds.test_x, te[0], te[1], lik, r)
+    dec = lambda z: latent.decode(model, z.to(device), opts.batch).cpu()
+    with t("encode"):  # test images: latents, ELBO terms and reconstructions from one pass
+        tr = tuple(v.cpu() for v in latent.encode(model, ds.train_x.to(device), opts.batch))
+        te_mu, te_lv, recons, m = metrics.test_pass(model, ds.test_x, lik, r, opts.batch)
+        save_latents(trial_dir / "latents.npz", tr, (te_mu, te_lv), ds)
         m.update(metrics.latent_stats(*tr))
     with t("iwae"):
         n = min(opts.iwae_images, len(ds.test_x))
-        m.update(
-            test_iwae=metrics.iwae(model, ds.test_x[:n], opts.iwae_k, lik, r),
-            iwae_k=opts.iwae_k,
-            iwae_images=n,
-        )
+        bound = metrics.iwae(model, ds.test_x[:n], opts.iwae_k, lik, r, posterior=(te_mu[:n], te_lv[:n]))
+        m.update(test_iwae=bound, iwae_k=opts.iwae_k, iwae_images=n)
     means = latent.class_means(tr[0], ds.train_y)
     with t("samplers"):
         fns, info = samplers(tr[0], ds.train_y, opts)
         curve = info.pop("two_stage_curve", None)
         m.update(info)
+    with t("decode"):  # once per sampler: the FIDs use all of them, the pictures the first ones
+        n = min(opts.fid_samples, len(ds.test_x))
+        samples = {k: dec(fn(max(n, opts.grid_samples), opts.sample_seed)) for k, fn in fns.items()}
     with t("render"):
-        dec = lambda z: latent.decode(model, z.to(device), opts.batch).cpu()
-        artifacts = render.trial_figures(dec, trial_dir, ds, te[0], means, fns, opts)
+        artifacts = render.trial_figures(dec, trial_dir, ds, te_mu, recons, means, samples, opts)
         if curve:
             artifacts["two_stage_loss"] = "artifacts/two_stage_loss.png"
             render.two_stage_curve(
                 curve, f"{trial_dir.name}: second-stage VAE", trial_dir / "artifacts/two_stage_loss.png"
             )
     with t("fid"):
-        m.update(_fid(model, ds, te[0], fns, clf, opts))
+        real = reference.real_stats(clf, ds.test_x, reference.floor_images(ds.train_x, n))
+        generated = {k: x[:n] for k, x in samples.items()}
+        m.update(metrics.sample_quality(clf, real, ds.test_y, recons, generated))
         m.update(best_sampler(m))
     with t("inception"):
-        m.update(_inception(model, ds, fns, opts))
+        m.update(_inception(ds, samples["prior"][:n], opts))
     t.seconds["total"] = round(sum(t.seconds.values()), 3)
     summary = _summary(trial_dir, m, clf_state["info"], t.seconds, artifacts)
     if curve:
@@ -193,23 +198,11 @@ def run_pipeline(
     return summary
 
 
-def _fid(model, ds: data.FashionMNIST, te_mu, fns: dict, clf, opts: Options) -> dict:
-    dev = next(model.parameters()).device
-    n = min(opts.fid_samples, len(ds.test_x))
-    dec = lambda z: latent.decode(model, z.to(dev), opts.batch).cpu()
-    floor = torch.randperm(len(ds.train_x), generator=torch.Generator().manual_seed(0))[:n]
-    generated = {k: dec(fn(n, opts.sample_seed + 1)) for k, fn in fns.items()}
-    return metrics.sample_quality(clf, ds.test_x, ds.test_y, ds.train_x[floor], dec(te_mu), generated)
-
-
-def _inception(model, ds: data.FashionMNIST, fns: dict, opts: Options) -> dict:
+def _inception(ds: data.FashionMNIST, prior_samples: torch.Tensor, opts: Options) -> dict:
     if not opts.inception:
         return {"inception_fid": None, "inception_fid_note": "skipped: [postprocess] inception = false"}
-    if metrics.inception_weights() is None:  # checked first: no decoding when it is skipped
-        return metrics.inception_fid(ds.test_x, torch.empty(0))
-    n = min(opts.fid_samples, len(ds.test_x))
-    z = fns["prior"](n, opts.sample_seed + 1)
-    return metrics.inception_fid(ds.test_x[:n], latent.decode(model, z, opts.batch).cpu())
+    n = len(prior_samples)
+    return metrics.inception_fid(ds.test_x[:n], prior_samples)
 
 
 def _summary(trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, artifacts: dict) -> dict:
