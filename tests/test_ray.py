@@ -78,6 +78,7 @@ def test_each_trial_is_postprocessed_as_it_ends_and_the_final_gallery_equals_a_f
         # post-processed inside the sweep, before the final pass, which then finds nothing to do
         assert re.search(rf"\] {name} +finished, post-processed in \d+\.\d s", log), log
         assert f"[{name}] skipped up to date" in log
+    assert "as Ray tasks" not in log  # the final pass found nothing to do: no task was started
     assert log.index("gallery: ") < log.index("reference classifier:")  # built while training
     copy = Path(shutil.copytree(tiny_sweep, tmp_path / "tiny"))
     shutil.rmtree(copy / "gallery")

@@ -72,6 +72,17 @@ def why_not_ready(trial_dir: Path) -> str:
     return ""
 
 
+def skip_reason(trial_dir: Path, opts: Options, clf_key: str, force: bool = False) -> tuple[str, str]:
+    """('', inputs key) if the trial needs post-processing, else (why not, key or ''). Cheap: hashes
+    a few files, so the driver can ask before starting a task."""
+    reason = why_not_ready(trial_dir)
+    if reason:
+        return reason, ""
+    key = inputs_hash(trial_dir, opts, clf_key)
+    old = runs.read_json(trial_dir / "summary.json", {}) or {}
+    return ("up to date" if not force and old.get("inputs") == key else ""), key
+
+
 @functools.lru_cache(maxsize=4)
 def _dataset(folder: str, train_per_class: int, test_per_class: int) -> data.FashionMNIST:
     return data.subset(data.load(folder), train_per_class, test_per_class)
@@ -88,13 +99,8 @@ def process_trial(
     trial_dir, name, start = Path(trial_dir), Path(trial_dir).name, time.perf_counter()
     row = {"status": "skipped", "reason": "", "seconds": 0.0}
     try:
-        row["reason"] = why_not_ready(trial_dir)
+        row["reason"], key = skip_reason(trial_dir, opts, clf_state["info"]["key"], force)
         if row["reason"]:
-            return row
-        key = inputs_hash(trial_dir, opts, clf_state["info"]["key"])
-        old = runs.read_json(trial_dir / "summary.json", {}) or {}
-        if not force and old.get("inputs") == key:
-            row["reason"] = "up to date"
             return row
         cfg_dict = json.loads((trial_dir / "config.json").read_text())
         ds = _dataset(
@@ -221,9 +227,22 @@ def process_sweep(
     clf_state = reference_classifier(progress)
     if use_ray is None:
         use_ray = _ray_ready()
-    if use_ray:
-        progress(f"post-processing {len(dirs)} trials as Ray tasks")
-        return _run_ray(dirs, opts, clf_state, force, progress)
+    if use_ray:  # only trials with work to do become tasks (a task start costs seconds)
+        out, todo = {}, []
+        for d in dirs:
+            try:
+                reason = skip_reason(d, opts, clf_state["info"]["key"], force)[0]
+            except OSError:
+                reason = ""  # the task reports it as the trial's failure
+            if reason:
+                out[d.name] = {"status": "skipped", "reason": reason, "seconds": 0.0}
+                progress(done_line(d, out[d.name]))
+            else:
+                todo.append(d)
+        if todo:
+            progress(f"post-processing {len(todo)} trials as Ray tasks")
+            out.update(_run_ray(todo, opts, clf_state, force, progress))
+        return {d.name: out[d.name] for d in dirs}
     out = {}
     for d in dirs:
         out[d.name] = process_trial(d, opts, clf_state, force, progress)
