@@ -35,7 +35,7 @@ def plain_epoch_seconds(ds: data.FashionMNIST, images: int) -> float:
 
     cfg = config.load("default", ["model.latent_dim=3"])
     part = data.subset(ds, images // 10, 10)
-    return len(ds.train_x) / plain_loop(cfg, part, epochs=1)
+    return len(ds.train_x) / plain_loop(cfg, part, epochs=1, device="cpu")
 
 
 def main() -> None:
