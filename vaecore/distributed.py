@@ -164,7 +164,6 @@ def run_trial(tune_cfg: dict) -> None:
     local = is_local(cfg)
     trainer = _trainer(spec, cfg, run_dir, local)
     start = time.time()
-    status = {"status": "completed", "reason": ""}
     for _ in range(spec["max_failures"] + 1 if local else 1):
         try:
             trainer.fit()
@@ -484,7 +483,7 @@ def ray_session(address: str | None):
         stack.callback(ray.shutdown)
         # After ray.init, which installs its own SIGTERM handler. Ctrl+C and SIGTERM (Slurm
         # preemption) both raise KeyboardInterrupt: the driver stops at once, the trials keep
-        # their checkpoints, nothing is post-processed, and a re-run resumes. Tune's own SIGINT
+        # their checkpoints, nothing more is post-processed, and a re-run resumes. Tune's own SIGINT
         # handler would instead end fit() quietly, as if the sweep had finished.
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         signal.signal(signal.SIGTERM, _interrupt)

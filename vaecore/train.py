@@ -170,10 +170,12 @@ def shard_indices(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) 
 
 
 def shard_batches(
-    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1, device="cpu"
 ) -> list[torch.Tensor]:
-    """This rank's index batches for one epoch: its shard cut into batch_size // world pieces."""
-    return list(shard_indices(n, seed, epoch, rank, world).split(max(1, batch_size // world)))
+    """This rank's index batches for one epoch: its shard, moved to `device` once, cut into
+    batch_size // world pieces."""
+    order = shard_indices(n, seed, epoch, rank, world).to(device)
+    return list(order.split(max(1, batch_size // world)))
 
 
 def _all_reduce(sums: dict[str, float], device) -> dict[str, float]:
@@ -241,8 +243,7 @@ def train_epoch(
     s.model.train()
     x = x.to(device)  # a no-op when the dataset already lives there (fit: data.to_device)
     max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
-    order = shard_indices(len(x), cfg.train.seed, s.epoch, rank, world).to(device)  # once an epoch
-    batches = order.split(max(1, cfg.train.batch_size // world))
+    batches = shard_batches(len(x), cfg.train.batch_size, cfg.train.seed, s.epoch, rank, world, device)
     sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)
     watch = torch.zeros(len(batches), 2, device=device)  # (steps, [loss, gradient norm])
     images = 0
