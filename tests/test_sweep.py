@@ -1,10 +1,9 @@
-import subprocess
-import sys
-
 import pytest
 
 from vaecore import sweep
 from vaecore.config import ConfigError
+
+from procs import free_port, job
 
 TINY = "jobs/configs/tiny.toml"
 
@@ -99,48 +98,16 @@ def test_a_different_sweep_is_refused_in_an_existing_folder_and_fresh_moves_it_a
 
 
 def test_sweep_cli_reports_a_bad_override_in_one_line(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.sweep",
-            "--config",
-            TINY,
-            "--out",
-            str(tmp_path),
-            "--set",
-            "train.epoch=1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = job("jobs.sweep", "--config", TINY, "--out", str(tmp_path), "--set", "train.epoch=1", timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == "error: unknown config key 'train.epoch'; did you mean 'train.epochs'?\n"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_address_nobody_listens_on_fails_fast_in_one_line(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port that was just free: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.sweep",
-            "--config",
-            TINY,
-            "--out",
-            str(tmp_path),
-            "--address",
-            f"127.0.0.1:{port}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    port = free_port()  # a port that was just free: nothing listens there
+    proc = job(
+        "jobs.sweep", "--config", TINY, "--out", str(tmp_path), "--address", f"127.0.0.1:{port}", timeout=60
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
@@ -161,12 +128,7 @@ def test_trials_that_cannot_fit_the_cluster_are_refused_and_concurrency_fills_it
 
 
 def test_a_negative_max_failures_is_refused_in_one_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobs.sweep", "--config", TINY, "--out", str(tmp_path), "--max-failures=-1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = job("jobs.sweep", "--config", TINY, "--out", str(tmp_path), "--max-failures=-1", timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == "error: --max-failures must be >= 0, got -1\n"
     assert list(tmp_path.iterdir()) == []
