@@ -238,11 +238,20 @@ def test_pca_projects_onto_the_largest_variance_directions():
     variances = [0.01, 9.0, 0.04, 4.0, 1.0]
     assert explained == pytest.approx([v / sum(variances) for v in (9.0, 4.0, 1.0)], rel=0.05)
     assert p.shape == (4000, 3)
-    assert (
-        p[:, 0].abs().corr(z[:, 1])
-        if False
-        else abs(torch.corrcoef(torch.stack([p[:, 0], z[:, 1]]))[0, 1]) > 0.99
-    )
+    assert abs(torch.corrcoef(torch.stack([p[:, 0], z[:, 1]]))[0, 1]) > 0.99
+
+
+@pytest.mark.parametrize("n, nrow, pad", [(64, 8, 2), (10, 4, 2), (7, 10, 0), (45, 9, 3)])
+def test_image_sheets_lay_images_out_as_torchvisions_make_grid(n, nrow, pad):
+    from torchvision.utils import make_grid
+
+    from vaecore.post import sheets
+
+    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(n))
+    expected = make_grid(x, nrow=nrow, padding=pad, pad_value=1.0)[0].mul(255).round().byte().numpy()
+    assert np.array_equal(np.asarray(sheets.tile(x, nrow, pad, scale=1)), expected)
+    big = np.asarray(sheets.tile(x, nrow, pad, scale=2))
+    assert big.shape == tuple(2 * d for d in expected.shape) and np.array_equal(big[::2, ::2], expected)
 
 
 @pytest.mark.parametrize("d, wide", [(2, False), (5, True)])

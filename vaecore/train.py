@@ -317,28 +317,22 @@ def run_epoch(s: Session, data: FashionMNIST, cfg: Config, device, rank: int = 0
 @torch.no_grad()
 def save_epoch_samples(model: nn.Module, epoch: int, run_dir: Path, device="cpu") -> Path:
     """Decode the same 64 prior vectors after every epoch: epochs/samples_007.png (8 x 8 grid)."""
-    from torchvision.utils import make_grid
+    import io
+
+    from vaecore.post.sheets import tile
 
     m = unwrap(model)
     was_training = m.training
     m.eval()
     z = torch.randn(64, m.latent_dim, generator=torch.Generator().manual_seed(2024))
-    grid = make_grid(m.decode(z.to(device)).cpu(), nrow=8, padding=2, pad_value=1.0)  # (3, H, W)
+    with torch.inference_mode():
+        grid = tile(m.decode(z.to(device)).float(), nrow=8, pad=2, scale=1)
     m.train(was_training)
-    path = Path(run_dir) / "epochs" / f"samples_{epoch:03d}.png"
-    runs.atomic_write_bytes(path, png_bytes(grid))
-    return path
-
-
-def png_bytes(image: torch.Tensor) -> bytes:
-    """A (C, H, W) float image in [0, 1] as PNG bytes."""
-    import io
-
-    from torchvision.utils import save_image
-
     buf = io.BytesIO()
-    save_image(image, buf, format="png")
-    return buf.getvalue()
+    grid.save(buf, format="png")
+    path = Path(run_dir) / "epochs" / f"samples_{epoch:03d}.png"
+    runs.atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def write_epoch_files(s: Session, run_dir: Path, device="cpu") -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 SCALE = 2  # each 28 x 28 image drawn 56 x 56 (nearest neighbour: pixels stay sharp)
 PAD = 2  # white pixels between images, before scaling
@@ -54,8 +53,16 @@ def save(image: Image.Image, path: Path) -> None:
 
 
 def tile(images: torch.Tensor, nrow: int, pad: int = PAD, scale: int = SCALE) -> Image.Image:
-    """(N, 1, H, W) images in [0, 1] as one gray grid, nrow per row, scaled up."""
-    grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=pad, pad_value=1.0)[0]
+    """(N, 1, H, W) images in [0, 1] as one gray grid, nrow per row, pad white pixels around each,
+    scaled up: the layout of torchvision's make_grid, without importing torchvision (~1 s)."""
+    x = images.detach().cpu().clamp(0, 1)[:, 0]
+    n, h, w = x.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    cells = torch.ones(rows * cols, h + pad, w + pad)
+    cells[:n, pad:, pad:] = x
+    grid = cells.view(rows, cols, h + pad, w + pad).permute(0, 2, 1, 3).reshape(rows * (h + pad), -1)
+    grid = torch.nn.functional.pad(grid, (0, pad, 0, pad), value=1.0)  # the bottom and right border
     image = Image.fromarray(grid.mul(255).round().byte().numpy(), mode="L")
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
