@@ -133,5 +133,5 @@ def ray_head():
             "tmpdir": tmpdir,
         }
     finally:
-        end(own_pids(tmpdir))
+        end(own_pids(tmpdir), grace=2.0)  # a test head: no need to wait for a clean exit
         time.sleep(0.5)

@@ -1,7 +1,7 @@
 """Run as a script by test_ray.py (in a subprocess with a timeout, so a hung DDP start cannot hang
 the suite): two Ray Train workers on CPU, each writes its shard, losses and final parameters.
 
-    python tests/ddp_probe.py OUT_DIR
+    python tests/ddp_probe.py OUT_DIR RAY_ADDRESS
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def probe_loop(loop_cfg: dict) -> None:
     ray.train.report({"done": 1})
 
 
-def main(out: Path) -> None:
+def main(out: Path, address: str) -> None:
     cfg = config.load(
         "default",
         [
@@ -53,7 +53,7 @@ def main(out: Path) -> None:
             "resources.cpus_per_worker=1",
         ],
     )
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    ray.init(address=address, log_to_driver=False)
     try:
         TorchTrainer(
             probe_loop,
@@ -67,4 +67,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]).resolve())
+    main(Path(sys.argv[1]).resolve(), sys.argv[2])

@@ -68,7 +68,8 @@ def make_sweep(root, fmnist, latents=(2, 3)):
     """A sweep folder as jobs.sweep writes it: two 1-epoch trials on 100/20 images per class."""
     sweep = root / "tiny"
     runs.atomic_write_text(
-        sweep / "sweep.toml", 'name = "tiny"\n\n[postprocess]\niwae_k = 16\niwae_images = 50\n'
+        sweep / "sweep.toml",
+        'name = "tiny"\n\n[postprocess]\niwae_k = 16\niwae_images = 50\ntwo_stage_steps = 200\n',
     )
     ds = data.subset(fmnist, 100, 20)
     for z in latents:
@@ -141,7 +142,9 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
     assert m["gap_closed"] == pytest.approx(
         (m["fid_prior"] - min(fids.values())) / (m["fid_prior"] - m["fid_recon"])
     )
-    assert 1 <= m["gmm_components"] <= 20 and len(s["two_stage_curve"]["val"]) == 20
+    assert (
+        1 <= m["gmm_components"] <= 20 and len(s["two_stage_curve"]["val"]) == 200 // 50
+    )  # a point every 50 steps
     assert len(s["metrics"]["kl_per_dim"]) == 2 and s["classifier"]["test_accuracy"] >= 0.92
     for key, rel in s["artifacts"].items():
         img = Image.open(trial / rel).convert("L")
@@ -165,7 +168,9 @@ def processed(fmnist, tmp_path_factory):
     """One z=4 trial with `[postprocess] mixture = true`, post-processed once by the CLI."""
     sweep = make_sweep(tmp_path_factory.mktemp("mix"), fmnist, latents=(4,))
     runs.atomic_write_text(
-        sweep / "sweep.toml", 'name = "tiny"\n\n[postprocess]\niwae_k = 8\niwae_images = 20\nmixture = true\n'
+        sweep / "sweep.toml",
+        'name = "tiny"\n\n[postprocess]\niwae_k = 8\niwae_images = 20\ntwo_stage_steps = 200\n'
+        "mixture = true\n",
     )
     proc = job("jobs.postprocess", str(sweep), "--no-gallery", timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

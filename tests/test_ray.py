@@ -100,11 +100,12 @@ def check_overheads(d) -> None:
     assert sum(parts) + training == pytest.approx(status["seconds"], abs=0.5)
 
 
-def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_path):
+def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_path, ray_head):
     # In a subprocess with a timeout: a DDP start that hangs fails this test, not the suite.
     proc = subprocess.run(
-        [sys.executable, "tests/ddp_probe.py", str(tmp_path)],
+        [sys.executable, "tests/ddp_probe.py", str(tmp_path), ray_head["address"]],
         cwd=REPO,
+        env=ray_head["env"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -162,7 +163,7 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
     assert events and events[0]["event"] == "resumed" and events[0]["epoch"] == len(first_rows)
 
 
-def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp_path):
+def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp_path, ray_head):
     path = write_sweep(
         tmp_path,
         '"train.lr" = [0.001, 1e12]',
@@ -178,7 +179,9 @@ def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp
         "--no-postprocess",
         "--max-failures",
         "1",  # survives exactly the one injected crash (with 0 it fails: test_sweep_cli.py)
-        env={"VAE_FAULT_ONCE": str(marker)},
+        "--address",
+        ray_head["address"],
+        env={**ray_head["env"], "VAE_FAULT_ONCE": str(marker)},
         timeout=400,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

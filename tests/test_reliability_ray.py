@@ -101,7 +101,7 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
     assert len(runs.read_dict(out / "t" / "manifest.json")["history"]) == 3
 
 
-def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_path):
+def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_path, ray_head):
     # Two trials that train the same (one torch thread per worker either way) in one sweep; they
     # run one after the other on 2 CPUs, and the fault cuts the first after its first epoch.
     sets = '"train.epochs" = 2\n"resources.workers" = 2\n"resources.cpus_per_worker" = 1'
@@ -114,7 +114,9 @@ def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_pat
         "--out",
         str(tmp_path / "out"),
         "--no-postprocess",
-        env={"VAE_FAULT_ONCE": str(marker)},
+        "--address",
+        ray_head["address"],
+        env={**ray_head["env"], "VAE_FAULT_ONCE": str(marker)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert marker.exists(), "the fault was never injected"
@@ -135,7 +137,7 @@ def test_a_trial_on_a_lost_node_resumes_on_the_survivor_from_its_checkpoint(tmp_
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     sets = '"train.epochs" = 3\n"resources.cpus_per_worker" = 1'
-    path = write_sweep(tmp_path, '"model.latent_dim" = [2]', sets, per_class=400)  # epochs of ~6 s
+    path = write_sweep(tmp_path, '"model.latent_dim" = [2]', sets, per_class=250)  # epochs of ~4 s
     out = tmp_path / "out"
     metrics = out / "t" / "trials" / "z2" / "metrics.jsonl"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

@@ -1,8 +1,7 @@
 """jobs.sweep and jobs.postprocess through their command lines on real Ray: failed trials, exit
 codes, --max-failures, --retry-failed, and the ways to name a cluster (--address auto, HOST:PORT,
-ray://). Tests that inject a worker fault start their own local Ray (the fault switch is an
-environment variable, which only reaches workers that the driver's own Ray starts); the others
-share the suite's `ray start --head` (conftest.ray_head)."""
+ray://). They share the suite's `ray start --head` (conftest.ray_head): the driver passes the
+tests' fault switch ($VAE_FAULT_ONCE) on to the cluster's workers."""
 
 from __future__ import annotations
 
@@ -37,7 +36,8 @@ def test_a_crashing_trial_is_failed_the_job_exits_1_and_a_plain_rerun_trains_it_
     marker = tmp_path / "crashed"
 
     # --max-failures 0: the one injected crash is one too many
-    first = job(*args, "--max-failures", "0", env={"VAE_FAULT_ONCE": str(marker)}, timeout=400)
+    fault = {**ray_head["env"], "VAE_FAULT_ONCE": str(marker)}
+    first = job(*args, "--max-failures", "0", "--address", ray_head["address"], env=fault, timeout=400)
     assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
     assert marker.exists(), "the fault was never injected"
     status = runs.read_json(trial / "status.json")

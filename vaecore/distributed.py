@@ -468,8 +468,10 @@ def ray_session(address: str | None):
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune tables: we print our own lines
     with contextlib.ExitStack() as stack:
         start = time.time()
+        # The tests' fault switch reaches the workers of a cluster that was already running too.
+        fault = {"env_vars": {FAULT_ENV: os.environ[FAULT_ENV]}} if FAULT_ENV in os.environ else None
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING", runtime_env=fault)
         else:
             # Advertise loopback only. Ray 2.60 has no setting to bind its ports to one address
             # (they listen on all interfaces): the job's private token (jobs/sweep.py) keeps
@@ -479,6 +481,7 @@ def ray_session(address: str | None):
                 logging_level="WARNING",
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",
+                runtime_env=fault,
             )
         stack.callback(ray.shutdown)
         # After ray.init, which installs its own SIGTERM handler. Ctrl+C and SIGTERM (Slurm
