@@ -140,7 +140,7 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
         time.sleep(0.5)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
-    end(own_pids(ray_tmp))
+    end(own_pids(ray_tmp), grace=2.0)
     done = out / "t" / "trials" / "epochs1"
     assert runs.read_json(done / "status.json")["status"] == "completed"
     kept = {

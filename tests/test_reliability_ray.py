@@ -42,7 +42,7 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
         '"model.latent_dim" = [2, 3]',
         '"train.epochs" = 2\n"resources.cpus_per_worker" = 1',
         "iwae_k = 4\niwae_images = 20\nfid_samples = 200\ninception = false\ntwo_stage_steps = 100",
-        per_class=400,  # epochs of several seconds: the stop must land mid-training
+        per_class=250,  # epochs of seconds: the stop must land mid-training
     )
     out = tmp_path / "out"
     trials = out / "t" / "trials"
