@@ -1,6 +1,6 @@
 """Training: sharded batches, one epoch, evaluation, checkpoints, and the Ray-free `fit` loop.
 
-The pieces are separate so the Ray worker (vaecore.distributed) can wrap the model in DDP and
+The pieces are separate so the Ray worker (vaecore.worker) can wrap the model in DDP and
 report to Ray while reusing exactly the same epoch, evaluation and checkpoint code.
 """
 
