@@ -351,3 +351,20 @@ def test_matrix_reads_without_javascript(driver, fake_site):
         assert [m.get_attribute("class") for m in visible(driver, ".matrices")] == ["matrices recons"]
     finally:
         driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+def test_the_run_column_stays_in_view_while_the_runs_table_scrolls_sideways(driver, fake_site):
+    driver.set_window_size(800, 1000)  # narrower than the table: it must scroll
+    try:
+        open_page(driver, (fake_site / "index.html").resolve().as_uri())
+        scrolled, wrap, names = driver.execute_script(
+            "var w = document.querySelector('.table-wrap'); w.scrollLeft = w.scrollWidth;"
+            "var left = function (e) { return e.getBoundingClientRect().left; };"
+            "return [w.scrollLeft, left(w),"
+            " Array.from(w.querySelectorAll('table.runs th:first-child'))"
+            ".filter(function (e) { return e.getClientRects().length; }).map(left)];"  # shown rows
+        )
+    finally:
+        driver.set_window_size(1400, 1000)
+    assert scrolled > 100 and len(names) > 2
+    assert all(abs(x - wrap) <= 2 for x in names), (wrap, names)  # the header and every row's name
