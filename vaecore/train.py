@@ -325,8 +325,7 @@ def save_epoch_samples(model: nn.Module, epoch: int, run_dir: Path, device="cpu"
     was_training = m.training
     m.eval()
     z = torch.randn(64, m.latent_dim, generator=torch.Generator().manual_seed(2024))
-    with torch.inference_mode():
-        grid = tile(m.decode(z.to(device)).float(), nrow=8, pad=2, scale=1)
+    grid = tile(m.decode(z.to(device)), nrow=8, pad=2, scale=1)
     m.train(was_training)
     buf = io.BytesIO()
     grid.save(buf, format="png")
