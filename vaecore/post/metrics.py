@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from vaecore import latent
 from vaecore.data import to_float
 from vaecore.losses import kl_per_dim, neg_log_likelihood, pixel_error
 from vaecore.post.classifier import predict
@@ -92,7 +93,7 @@ def iwae(
     faster than 2048 on CPU).
     """
     device = next(model.parameters()).device
-    mu, log_var = posterior if posterior is not None else _encode(model, x, device)
+    mu, log_var = posterior if posterior is not None else latent.encode(model, x.to(device), 512)
     mu, log_var = mu.to(device), log_var.to(device)
     eps = torch.randn((len(x), k, mu.shape[1]), generator=torch.Generator().manual_seed(seed))
     z = mu[:, None] + (0.5 * log_var[:, None]).exp() * eps.to(device)  # (N, k, d)
@@ -106,11 +107,6 @@ def iwae(
         err = pixel_error(xf, x_hat, likelihood).view(-1, k)  # (B, k)
         log_w[start : start + per] -= neg_log_likelihood(err, likelihood, recon_multiplier)
     return (log_w.double().logsumexp(1) - math.log(k)).mean().item()
-
-
-def _encode(model: nn.Module, x: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    mus, log_vars = zip(*(model.encode(to_float(xb).to(device)) for xb in x.split(512)), strict=True)
-    return torch.cat(mus), torch.cat(log_vars)
 
 
 # --- the aggregate posterior --------------------------------------------------------------------
