@@ -1,4 +1,5 @@
-"""Reliability on a real local Ray: Ctrl+C, exit codes, exact two-worker resume, node loss."""
+"""Reliability on a real Ray (a local one, or the suite's head): Ctrl+C, exit codes, exact
+two-worker resume, node loss."""
 
 from __future__ import annotations
 
