@@ -1,4 +1,4 @@
-"""Test helpers for real subprocesses: run the jobs, free ports, find and end processes we started."""
+"""Test helpers: write sweep files, run the jobs, free ports, find and end processes we started."""
 
 from __future__ import annotations
 
@@ -10,8 +10,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from vaecore import config, runs
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def write_sweep(
+    path: Path,
+    name: str,
+    base: str = "default",
+    set: dict[str, Any] | None = None,  # the sweep file's [set] table
+    grid: dict[str, list[Any]] | None = None,
+    postprocess: dict[str, Any] | None = None,
+    description: str = "",
+) -> Path:
+    """A sweep file at `path` (folders made), written by the library's one TOML writer."""
+    table = {"name": name, "base": base, "description": description}
+    table |= {"set": set or {}, "grid": grid or {}, "postprocess": postprocess or {}}
+    runs.atomic_write_text(Path(path), config.dump_toml(table))
+    return Path(path)
 
 
 def job(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 import tomllib
 
 
@@ -220,29 +221,31 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def to_toml(cfg: Config) -> str:
     """The resolved config as TOML text (what `from_toml` reads back)."""
-    lines = []
-    for section, values in asdict(cfg).items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {toml_literal(v)}" for k, v in values.items()]
-        lines.append("")
-    return "\n".join(lines)
+    return dump_toml(asdict(cfg))
 
 
-def toml_literal(v: Any) -> str:
-    """A Python bool, finite number, string or list as a TOML value.
+def dump_toml(table: dict[str, Any]) -> str:
+    """The one TOML writer: `table` as TOML text, keys in their order, sub-dicts as [tables].
 
-    Strings are written as JSON strings, which are valid TOML basic strings (newlines and control
-    characters escaped as \\n, \\uXXXX), except DEL, which TOML also wants escaped.
+    Values must be what a TOML file read back gives: finite numbers, strings, booleans, lists and
+    tables; anything else (inf, nan, None, a date) is a ConfigError, not a file that reads back
+    different or not at all.
     """
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v).replace("\x7f", "\\u007f")
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_literal(x) for x in v) + "]"
-    if isinstance(v, int | float) and math.isfinite(v):
-        return repr(v)
-    raise ConfigError(f"cannot write {v!r} to TOML: only finite numbers, strings, booleans and lists")
+    _check_writable("", table)
+    return tomli_w.dumps(table)
+
+
+def _check_writable(key: str, v: Any) -> None:
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_writable(f"{key}.{k}" if key else str(k), x)
+    elif isinstance(v, list):
+        for x in v:
+            _check_writable(key, x)
+    elif not isinstance(v, bool | int | float | str) or (isinstance(v, float) and not math.isfinite(v)):
+        raise ConfigError(
+            f"cannot write {key} = {v!r} to TOML: only finite numbers, strings, booleans, lists and tables"
+        )
 
 
 def digest(cfg_dict: dict[str, Any]) -> str:

@@ -196,19 +196,17 @@ def _plain(value: Any) -> str:
 
 
 def to_toml(sweep: Sweep) -> str:
-    """The resolved sweep, as written to <out>/<sweep>/sweep.toml."""
-    lit = config.toml_literal
-    lines = [
-        f"name = {lit(sweep.name)}",
-        f"base = {lit(sweep.base)}",
-        f"description = {lit(sweep.description)}",
-        "",
-        "[set]",
-    ]
-    lines += [f'"{k}" = {lit(v)}' for k, v in sweep.overrides.items()]
-    lines += ["", "[grid]"] + [f'"{k}" = {lit(v)}' for k, v in sweep.grid.items()]
-    lines += ["", "[postprocess]"] + [f"{k} = {lit(v)}" for k, v in sweep.postprocess.items()]
-    return "\n".join(lines) + "\n"
+    """The resolved sweep, as written to <out>/<sweep>/sweep.toml (dotted keys come out quoted)."""
+    return config.dump_toml(
+        {
+            "name": sweep.name,
+            "base": sweep.base,
+            "description": sweep.description,
+            "set": sweep.overrides,
+            "grid": sweep.grid,
+            "postprocess": sweep.postprocess,
+        }
+    )
 
 
 # --- the sweep folder ---------------------------------------------------------------------------
