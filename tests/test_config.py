@@ -1,3 +1,4 @@
+import re
 from dataclasses import asdict
 
 import pytest
@@ -101,3 +102,181 @@ def test_a_config_written_before_a_key_existed_is_the_same_as_one_with_its_defau
         "train.channels_last: False -> '(absent)'",
         "train.precision: 'fp32' -> '(absent)'",
     ]
+
+
+# --- every validation rule, one test that fails without it ----------------------------------------
+
+
+# The rules as the tests state them, written out here (not read from vaecore.config), so dropping
+# a key from a list in validate() fails its case instead of silently removing it.
+CHOICES = {
+    "model.arch": ("compact", "seed"),
+    "loss.likelihood": ("mse", "bce"),
+    "train.scheduler": ("plateau", "cosine", "step", "none"),
+    "train.precision": ("fp32", "bf16"),
+}
+POSITIVE = [
+    "model.latent_dim",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+    "resources.workers",
+    "loss.recon_multiplier",
+]
+NON_NEGATIVE = [
+    "loss.kl_multiplier",
+    "train.grad_clip",
+    "train.threads",
+    "data.train_per_class",
+    "data.test_per_class",
+    "resources.cpus_per_worker",
+    "resources.gpus_per_worker",
+    "train.seed",
+]
+
+
+def rejects(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.load("default", overrides)
+
+
+@pytest.mark.parametrize("key", CHOICES)
+def test_each_choice_key_refuses_a_value_outside_its_list(key):
+    rejects([f"{key}=nope"], f"{key} = 'nope' is not allowed; choose one of {CHOICES[key]}")
+    for allowed in CHOICES[key]:
+        assert config.flatten(asdict(config.load("default", [f"{key}={allowed}"])))[key] == allowed
+
+
+@pytest.mark.parametrize("key", POSITIVE)
+def test_each_positive_key_refuses_zero_and_names_itself(key):
+    rejects([f"{key}=0"], f"{key} must be > 0")
+
+
+@pytest.mark.parametrize("key", NON_NEGATIVE)
+def test_each_non_negative_key_refuses_minus_one_accepts_zero_and_names_itself(key):
+    rejects([f"{key}=-1"], f"{key} must be >= 0")
+    assert config.flatten(asdict(config.load("default", [f"{key}=0"])))[key] == 0
+
+
+@pytest.mark.parametrize("factor, ok", [("0", False), ("1", False), ("-0.5", False), ("0.99", True)])
+def test_lr_factor_lies_strictly_between_0_and_1(factor, ok):
+    if ok:
+        assert config.load("default", [f"train.lr_factor={factor}"]).train.lr_factor == float(factor)
+    else:
+        rejects([f"train.lr_factor={factor}"], "train.lr_factor must be between 0 and 1")
+
+
+def test_the_batch_must_give_every_worker_at_least_one_image():
+    rejects(["resources.workers=4", "train.batch_size=3"], "train.batch_size (3) must be at least resources")
+    assert config.load("default", ["resources.workers=4", "train.batch_size=4"]).train.batch_size == 4
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "1e999"])
+def test_floats_must_be_finite_from_the_command_line(text):
+    rejects([f"train.lr={text}"], "train.lr must be a finite number")
+
+
+def test_floats_must_be_finite_in_a_toml_file(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\ngrad_clip = inf\n")
+    with pytest.raises(ConfigError, match="train.grad_clip must be a finite number"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [(t, True) for t in ("true", "1", "yes", "TRUE", "Yes")]
+    + [(t, False) for t in ("false", "0", "no", "False", "NO")],
+)
+def test_booleans_accept_true_1_yes_and_false_0_no_in_any_case(text, value):
+    assert config.load("default", [f"data.download={text}"]).data.download is value
+
+
+def test_a_toml_integer_is_not_a_boolean_and_a_boolean_is_not_a_number(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[data]\ndownload = 1\n")
+    with pytest.raises(ConfigError, match="data.download must be a bool, got 1"):
+        config.load(path)
+    path.write_text("[loss]\nkl_multiplier = true\n")
+    with pytest.raises(ConfigError, match="loss.kl_multiplier must be a float, got True"):
+        config.load(path)
+
+
+def test_integers_take_whole_numbers_in_any_spelling_and_refuse_fractions_and_words(tmp_path):
+    assert config.load("default", ["train.epochs=1e3"]).train.epochs == 1000
+    assert config.load("default", ["train.epochs=7.0"]).train.epochs == 7
+    rejects(["train.epochs=2.5"], "train.epochs must be a int, got '2.5'")
+    rejects(["train.epochs=two"], "train.epochs must be a int, got 'two'")
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nepochs = 2.0\n")  # a TOML float is not an int, even a whole one
+    with pytest.raises(ConfigError, match="train.epochs must be a int, got 2.0"):
+        config.load(path)
+
+
+def test_a_toml_integer_is_widened_to_a_float_key(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[loss]\nrecon_multiplier = 500\n")
+    value = config.load(path).loss.recon_multiplier
+    assert value == 500.0 and isinstance(value, float)
+
+
+def test_string_keys_keep_text_that_looks_like_a_number():
+    assert config.load("default", ["data.dir=123"]).data.dir == "123"
+    assert config.coerce("data.dir", "true") == "true"
+
+
+def test_an_optional_type_converts_to_its_inner_type():
+    assert config.convert("some.key", "3", int | None) == 3
+    with pytest.raises(ConfigError, match="some.key must be a int"):
+        config.convert("some.key", "x", int | None)
+
+
+def test_unknown_keys_get_the_nearest_key_or_the_list_of_known_keys(tmp_path):
+    with pytest.raises(
+        ConfigError, match="unknown config key 'model.latnt_dim'; did you mean 'model.latent_dim'"
+    ):
+        config.coerce("model.latnt_dim", 3)
+    with pytest.raises(
+        ConfigError, match="unknown config key 'zzz'; known keys: model.arch, model.latent_dim"
+    ):
+        config.parse_overrides(["zzz=1"])
+    path = tmp_path / "run.toml"
+    path.write_text("[modle]\nlatent_dim = 3\n")  # a misspelt table in a file
+    with pytest.raises(
+        ConfigError, match="unknown config key 'modle.latent_dim'; did you mean 'model.latent_dim'"
+    ):
+        config.load(path)
+
+
+def test_overrides_must_be_key_equals_value_and_tolerate_dashes_and_spaces():
+    for bad in ("train.epochs", "=3", " =3"):
+        with pytest.raises(ConfigError, match="must look like key=value"):
+            config.parse_overrides([bad])
+    assert config.parse_overrides(["--train.epochs=3", " model.arch = seed "]) == {
+        "train.epochs": "3",
+        "model.arch": "seed",
+    }
+    assert config.parse_overrides(["data.dir=a=b"]) == {"data.dir": "a=b"}
+
+
+def test_named_configs_and_a_toml_base_name_the_choices(tmp_path):
+    assert config.named("default") == config.Config()
+    with pytest.raises(ConfigError, match="unknown named config 'sed'; choose one of default, seed"):
+        config.named("sed")
+    path = tmp_path / "run.toml"
+    path.write_text('base = "sed"\n')
+    with pytest.raises(ConfigError, match="unknown named config 'sed'"):
+        config.load(path)
+
+
+def test_read_toml_names_a_missing_file_and_a_broken_one(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.toml"):
+        config.read_toml(tmp_path / "nope.toml")
+    (tmp_path / "folder.toml").mkdir()  # a folder is not a file
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.read_toml(tmp_path / "folder.toml")
+    (tmp_path / "bad.toml").write_text('a = "unterminated\n')
+    with pytest.raises(ConfigError, match="bad.toml is not valid TOML: "):
+        config.read_toml(tmp_path / "bad.toml")
+    (tmp_path / "ok.toml").write_text("[train]\nepochs = 2\n")
+    assert config.read_toml(tmp_path / "ok.toml") == {"train": {"epochs": 2}}
