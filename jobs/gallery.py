@@ -11,7 +11,7 @@ from vaecore.gallery import site
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="vae-gallery", description=__doc__)
+    p = _cli.parser("vae-gallery", __doc__)
     p.add_argument(
         "sweep_dir", type=Path, help="the sweep folder, e.g. runs/demo (holds manifest.json, trials/)"
     )
@@ -36,5 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """vae-gallery and `python -m jobs.gallery`: an expected error is one line on stderr, exit 2."""
     _cli.run(main)
+
+
+if __name__ == "__main__":
+    cli()

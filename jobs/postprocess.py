@@ -19,19 +19,17 @@ EXIT_FAILED = 3
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="vae-postprocess", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = _cli.parser(
+        "vae-postprocess",
+        __doc__,
+        address="connect to this Ray cluster (e.g. auto) and run one Ray task per trial "
+        "(default: $RAY_ADDRESS, as for vae-sweep; without one, trials run in this process)",
     )
     p.add_argument("sweep_dir", type=Path, help="the sweep folder, <out>/<sweep>, holding trials/")
     p.add_argument(
         "--force",
         action="store_true",
         help="redo trials that are already post-processed with the same inputs",
-    )
-    p.add_argument(
-        "--address",
-        default=None,
-        help="connect to this Ray cluster (e.g. auto) and run one Ray task per trial",
     )
     p.add_argument("--no-gallery", action="store_true", help="do not rebuild the gallery afterwards")
     return p.parse_args(argv)
@@ -76,5 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """vae-postprocess and `python -m jobs.postprocess`: an expected error is one line on stderr, exit 2."""
     _cli.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -32,8 +32,12 @@ EXIT_POSTPROCESS_FAILED = 3  # training completed, but post-processing failed fo
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="vae-sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = _cli.parser(
+        "vae-sweep",
+        __doc__,
+        overrides="override a config value in every trial, e.g. train.epochs=1 (repeatable)",
+        address="Ray cluster to join (auto or HOST:PORT; default: $RAY_ADDRESS, "
+        "else start a local Ray in this process)",
     )
     p.add_argument(
         "--config",
@@ -48,30 +52,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="output root; the sweep goes to OUT/<sweep name>/ (default: runs)",
     )
     p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value in every trial, e.g. train.epochs=1 (repeatable)",
-    )
-    p.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS"),
-        help="Ray cluster to join (auto or HOST:PORT; default: $RAY_ADDRESS, "
-        "else start a local Ray in this process)",
-    )
-    p.add_argument(
-        "--fresh",
-        action="store_true",
-        help="start over: move an existing sweep folder aside (never deleted) first",
-    )
-    p.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="train diverged (NaN/inf) trials again; crashed ones are always retried",
-    )
-    p.add_argument(
         "--max-trials",
         type=int,
         default=sweeps.MAX_TRIALS,
@@ -83,9 +63,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="worker crashes a trial survives by restarting from its checkpoint",
     )
-    p.add_argument(
-        "--no-postprocess", action="store_true", help="only train; skip post-processing and the gallery"
-    )
+    for flag, text in (
+        ("--fresh", "start over: move an existing sweep folder aside (never deleted) first"),
+        ("--retry-failed", "train diverged (NaN/inf) trials again; crashed ones are always retried"),
+        ("--no-postprocess", "only train; skip post-processing and the gallery"),
+    ):
+        p.add_argument(flag, action="store_true", help=text)
     return p.parse_args(argv)
 
 
@@ -217,5 +200,10 @@ def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """vae-sweep and `python -m jobs.sweep`: an expected error is one line on stderr, exit 2."""
     _cli.run(main)
+
+
+if __name__ == "__main__":
+    cli()

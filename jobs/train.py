@@ -10,7 +10,9 @@ from vaecore import config, data, train
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="vae-train", description=__doc__)
+    p = _cli.parser(
+        "vae-train", __doc__, overrides="override a config value, e.g. --set train.epochs=2 (repeatable)"
+    )
     p.add_argument(
         "--config",
         default="default",
@@ -21,14 +23,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=Path("runs/single"),
         help="run folder; an existing one is resumed (default: runs/single)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=2 (repeatable)",
     )
     return p.parse_args(argv)
 
@@ -55,5 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """vae-train and `python -m jobs.train`: an expected error is one line on stderr, exit 2."""
     _cli.run(main)
+
+
+if __name__ == "__main__":
+    cli()
