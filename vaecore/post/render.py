@@ -10,19 +10,13 @@ from pathlib import Path
 import matplotlib.ticker
 import torch
 
+from vaecore import catalog, runs
 from vaecore import latent as lat
-from vaecore import runs
 from vaecore.data import CLASS_NAMES, to_float
+from vaecore.images import write_gray, write_png
 from vaecore.plotting import plt
 from vaecore.post import sheets
 
-SAMPLER_TITLES = {
-    "prior": "the prior N(0, I)",
-    "aggregate": "the aggregate posterior (Gaussian)",
-    "gmm": "a Gaussian mixture fitted without labels",
-    "two_stage": "the two-stage VAE (a second VAE on the latents)",
-    "mixture": "a 10-Gaussian mixture started from the class labels",
-}
 DPI = 100  # with the figure sizes below: 400-900 px wide, 20-120 KB per PNG
 COLORS = plt.get_cmap("tab10").colors
 
@@ -38,16 +32,14 @@ def save(fig, path: Path, gray: bool = True) -> None:
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     buf.seek(0)
-    out = io.BytesIO()
     image = Image.open(buf).convert("RGB")
     image = image.quantize(colors=32) if gray else image.quantize(256, Image.Quantize.FASTOCTREE)
-    image.save(out, format="png", optimize=True)
-    runs.atomic_write_bytes(path, out.getvalue())
+    write_png(image, path)
 
 
 def image_grid(images: torch.Tensor, nrow: int, title: str, path: Path) -> None:
     """Samples as a square-ish grid with a title."""
-    sheets.save(sheets.sheet(images, nrow, title), path)
+    write_gray(sheets.sheet(images, nrow, title), path)
 
 
 def recon(
@@ -65,12 +57,12 @@ def recon(
         top_labels=list(CLASS_NAMES),
         pad=4,
     )
-    sheets.save(image, path)
+    write_gray(image, path)
 
 
 def prototypes(images: torch.Tensor, title: str, path: Path) -> None:
     """The 10 decoded class means in a row, each under its class name."""
-    sheets.save(sheets.sheet(images[:10], 10, title, top_labels=list(CLASS_NAMES), pad=4), path)
+    write_gray(sheets.sheet(images[:10], 10, title, top_labels=list(CLASS_NAMES), pad=4), path)
 
 
 def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: str, path: Path) -> None:
@@ -83,7 +75,7 @@ def strips(rows: torch.Tensor, labels: list[str], alphas: torch.Tensor, title: s
         bottom_labels=[f"{a:.2f}" for a in alphas.tolist()],
         xlabel="α",
     )
-    sheets.save(image, path)
+    write_gray(image, path)
 
 
 def matrix(
@@ -101,7 +93,7 @@ def matrix(
         )
         for p, (i, j) in enumerate(pairs)
     ]
-    sheets.save(sheets.stack(panels, cols, title), path)
+    write_gray(sheets.stack(panels, cols, title), path)
 
 
 def traversals(images: torch.Tensor, dims: int, values: torch.Tensor, title: str, path: Path) -> None:
@@ -114,7 +106,7 @@ def traversals(images: torch.Tensor, dims: int, values: torch.Tensor, title: str
         bottom_labels=[f"{v:+.1f}" if abs(v) > 1e-6 else "0" for v in values.tolist()],
         xlabel="value of the traversed coordinate",
     )
-    sheets.save(image, path)
+    write_gray(image, path)
 
 
 def curves(history: list[dict], title: str, path: Path) -> None:
@@ -253,30 +245,26 @@ def trial_figures(
     idx = torch.cat([(ds.test_y == c).nonzero().flatten()[: opts.recon_per_class] for c in range(10)])
     originals = to_float(ds.test_x[idx])
     recon(originals, recons[idx], ds.test_y[idx], f"{name}: test reconstructions", path("recon"))
-    for key, images in samples.items():
-        image_grid(
-            images[: opts.grid_samples],
-            10,
-            f"{name}: samples from {SAMPLER_TITLES.get(key, key)}",
-            path(f"samples_{key}"),
-        )
+    for key, grid in samples.items():
+        s = catalog.sampler(key)
+        image_grid(grid[: opts.grid_samples], 10, f"{name}: samples from {s.render_title}", path(s.artifact))
     keep = torch.randperm(len(te_mu), generator=torch.Generator().manual_seed(0))[: opts.scatter_points]
     latent(te_mu[keep].cpu(), ds.test_y[keep], f"{name}: test-set posterior means", path("latent"))
     prototypes(dec(means), f"{name}: decoded class means", path("prototypes"))
     _render_morphs(dec, means, name, opts, path)
-    d = min(means.shape[1], opts.traversal_dims)
-    values = torch.linspace(-opts.traversal_range, opts.traversal_range, opts.traversal_steps)
-    traversals(
-        dec(lat.traversal(torch.zeros(means.shape[1]), d, values)),
-        d,
-        values,
-        f"{name}: latent traversals (others at 0)",
-        path("traversals"),
-    )
+    _render_traversals(dec, means.shape[1], name, opts, path("traversals"))
     history = runs.read_jsonl(trial_dir / "metrics.jsonl")
     if history:
         curves(history, f"{name}: training curves", path("curves"))
     return art
+
+
+def _render_traversals(dec, latent_dim: int, name: str, opts, path: Path) -> None:
+    """The first traversal_dims coordinates, one at a time, around the origin."""
+    d = min(latent_dim, opts.traversal_dims)
+    values = torch.linspace(-opts.traversal_range, opts.traversal_range, opts.traversal_steps)
+    grid = dec(lat.traversal(torch.zeros(latent_dim), d, values))
+    traversals(grid, d, values, f"{name}: latent traversals (others at 0)", path)
 
 
 def _render_morphs(dec, means, name: str, opts, path) -> None:

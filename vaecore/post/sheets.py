@@ -7,14 +7,13 @@ the text uses matplotlib's bundled DejaVu Sans so the sheets read like the plott
 from __future__ import annotations
 
 import functools
-import io
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-SCALE = 2  # each 28 x 28 image drawn 56 x 56 (nearest neighbour: pixels stay sharp)
-PAD = 2  # white pixels between images, before scaling
+from vaecore.images import PAD, SCALE, tile
+
 MARGIN = 8  # white border around the sheet
 TITLE, LABEL, SMALL = 15, 12, 11  # font sizes in pixels
 
@@ -39,34 +38,6 @@ def fitting(labels: list[str], width: int) -> int:
     return size
 
 
-LEVELS = [round(round(v * 31 / 255) * 255 / 31) for v in range(256)]  # 32 evenly spaced grays
-
-
-def save(image: Image.Image, path: Path) -> None:
-    """Gray PNG with 32 levels: as small as the plotted figures' 32-colour palette and smaller for
-    the big sheets (ordered grays keep PNG's row filters effective; palette indices do not)."""
-    from vaecore import runs
-
-    buf = io.BytesIO()
-    image.point(LEVELS).save(buf, format="png", optimize=True)
-    runs.atomic_write_bytes(path, buf.getvalue())
-
-
-def tile(images: torch.Tensor, nrow: int, pad: int = PAD, scale: int = SCALE) -> Image.Image:
-    """(N, 1, H, W) images in [0, 1] as one gray grid, nrow per row, pad white pixels around each,
-    scaled up: the layout of torchvision's make_grid, without importing torchvision (~1 s)."""
-    x = images.detach().cpu().clamp(0, 1)[:, 0]
-    n, h, w = x.shape
-    cols = min(nrow, n)
-    rows = -(-n // cols)
-    cells = torch.ones(rows * cols, h + pad, w + pad)
-    cells[:n, pad:, pad:] = x
-    grid = cells.view(rows, cols, h + pad, w + pad).permute(0, 2, 1, 3).reshape(rows * (h + pad), -1)
-    grid = torch.nn.functional.pad(grid, (0, pad, 0, pad), value=1.0)  # the bottom and right border
-    image = Image.fromarray(grid.mul(255).round().byte().numpy(), mode="L")
-    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-
-
 def sheet(
     images: torch.Tensor,
     cols: int,
@@ -83,11 +54,8 @@ def sheet(
     and an x-axis label under the bottom labels."""
     grid = tile(images, cols, pad)
     cell = (images.shape[-1] + pad) * SCALE  # one image plus its padding, scaled
-    left = max((text_width(s, LABEL) for s in row_labels or []), default=0)
-    left = left + 8 if left else 0
     top_size = fitting(top_labels or [], cell - 4)
-    top = (title_size + title_size // 2 if title else 0) + (top_size + 6 if top_labels else 0)
-    bottom = (SMALL + 6 if bottom_labels else 0) + (LABEL + 6 if xlabel else 0)
+    left, top, bottom = _margins(title, title_size, row_labels, top_labels, top_size, bottom_labels, xlabel)
     width = max(left + grid.width, text_width(title, title_size)) + 2 * margin
     out = Image.new("L", (width, top + grid.height + bottom + 2 * margin), 255)
     x0, y0 = margin + left, margin + top
@@ -108,6 +76,22 @@ def sheet(
         y += SMALL + 6 if bottom_labels else 0
         draw.text((x0 + grid.width // 2, y), xlabel, fill=0, font=font(LABEL), anchor="mt")
     return out
+
+
+def _margins(
+    title: str,
+    title_size: int,
+    row_labels: list[str] | None,
+    top_labels: list[str] | None,
+    top_size: int,
+    bottom_labels: list[str] | None,
+    xlabel: str,
+) -> tuple[int, int, int]:
+    """Pixels the title and the labels take left of, above and below the grid."""
+    left = max((text_width(s, LABEL) for s in row_labels or []), default=0)
+    top = (title_size + title_size // 2 if title else 0) + (top_size + 6 if top_labels else 0)
+    bottom = (SMALL + 6 if bottom_labels else 0) + (LABEL + 6 if xlabel else 0)
+    return left + 8 if left else 0, top, bottom
 
 
 def stack(panels: list[Image.Image], cols: int, title: str, gap: int = 10) -> Image.Image:

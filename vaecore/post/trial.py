@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaecore import data, latent, runs
+from vaecore import catalog, data, latent, runs
 from vaecore import model as models
 from vaecore.config import ConfigError, convert
 from vaecore.post import classifier, metrics, reference, render, two_stage
@@ -102,40 +102,67 @@ def save_latents(path: Path, tr: tuple, te: tuple, ds: data.FashionMNIST) -> Non
     runs.atomic_write_bytes(path, buf.getvalue())
 
 
-LABEL_FREE = ("prior", "aggregate", "gmm", "two_stage")  # samplers that never see a class label
+# --- the samplers: one fit per catalogue row (vaecore.catalog.SAMPLERS) ----------------------
+# fit(tr_mu, tr_y, opts) -> (sample(n, seed) -> z, what the fit reports for summary.json's metrics)
+
+SampleFn = Callable[[int, int], torch.Tensor]
+
+
+def fit_prior(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[SampleFn, dict]:
+    d = tr_mu.shape[1]
+    return lambda n, seed: latent.prior_z(n, d, seed), {}
+
+
+def fit_aggregate(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[SampleFn, dict]:
+    return latent.fit_gaussian(tr_mu).sample, {}
+
+
+def fit_gmm(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[SampleFn, dict]:
+    mix, scores = latent.choose_gmm(tr_mu)
+    return mix.sample, {
+        "gmm_components": len(mix.parts),
+        "gmm_heldout_ll": {str(k): v for k, v in scores.items()},
+    }
+
+
+def fit_two_stage(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[SampleFn, dict]:
+    stage = two_stage.fit_two_stage(tr_mu, steps=opts.two_stage_steps)
+    return stage.sample, {"two_stage_curve": stage.history, "two_stage_val_loss": stage.history["val"][-1]}
+
+
+def fit_mixture(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[SampleFn, dict]:
+    return latent.fit_mixture(tr_mu, tr_y).sample, {}
+
+
+FITS = {
+    "prior": fit_prior,
+    "aggregate": fit_aggregate,
+    "gmm": fit_gmm,
+    "two_stage": fit_two_stage,
+    "mixture": fit_mixture,
+}
 
 
 def samplers(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[dict, dict]:
-    """name -> function(n, seed) -> z, and what the fits report (sizes, held-out scores, curves)."""
-    d = tr_mu.shape[1]
-    out = {
-        "prior": lambda n, seed: latent.prior_z(n, d, seed),
-        "aggregate": latent.fit_gaussian(tr_mu).sample,
-    }
-    info: dict = {}
-    if opts.gmm:
-        mix, scores = latent.choose_gmm(tr_mu)
-        out["gmm"] = mix.sample
-        info["gmm_components"] = len(mix.parts)
-        info["gmm_heldout_ll"] = {str(k): v for k, v in scores.items()}
-    if opts.two_stage:
-        stage = two_stage.fit_two_stage(tr_mu, steps=opts.two_stage_steps)
-        out["two_stage"] = stage.sample
-        info["two_stage_curve"] = stage.history
-        info["two_stage_val_loss"] = stage.history["val"][-1]
-    if opts.mixture:
-        out["mixture"] = latent.fit_mixture(tr_mu, tr_y).sample
+    """name -> function(n, seed) -> z for every sampler its option turns on (catalogue order), and
+    what the fits report (sizes, held-out scores, curves)."""
+    out, info = {}, {}
+    for s in catalog.SAMPLERS:
+        if s.option is None or getattr(opts, s.option):
+            out[s.name], reported = FITS[s.name](tr_mu, tr_y, opts)
+            info.update(reported)
     return out, info
 
 
 def best_sampler(m: dict) -> dict:
-    """The label-free sampler with the lowest FID and the share of the gap from the prior's FID to
-    the reconstructions' (the decoder's floor) that it closes."""
-    fids = {k: m[f"fid_{k}"] for k in LABEL_FREE if f"fid_{k}" in m}
-    best = min(fids, key=fids.get)
-    gap = m["fid_prior"] - m["fid_recon"]
-    closed = (m["fid_prior"] - fids[best]) / gap if gap > 0 else None
+    """summary.json's verdict: the label-free sampler with the lowest FID and the share of the gap
+    from the prior's FID to the reconstructions' (the decoder's floor) that it closes."""
+    best = catalog.best_sampler({s.name: m.get(s.fid_key) for s in catalog.SAMPLERS})
+    closed = catalog.gap_closed(m["fid_prior"], m["fid_recon"], m[f"fid_{best}"]) if best else None
     return {"best_sampler": best, "gap_closed": closed}
+
+
+# --- the per-trial pipeline's steps -----------------------------------------------------------
 
 
 def run_pipeline(
@@ -153,49 +180,80 @@ def run_pipeline(
     """
     t = Steps(progress)
     with t("load"):
-        model, cfg = load_trial_model(trial_dir, device)
-        model = model.to(memory_format=torch.channels_last)  # measured 2.4x faster decodes on CPU
-        clf = classifier.Classifier()
-        clf.load_state_dict(clf_state["model"])
-        clf = clf.eval().to(memory_format=torch.channels_last)  # measured 2.5-3x faster on CPU
-    lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
+        model, cfg, clf = load_models(trial_dir, clf_state, device)
     dec = lambda z: latent.decode(model, z.to(device), opts.batch).cpu()
     with t("encode"):  # test images: latents, ELBO terms and reconstructions from one pass
-        tr = tuple(v.cpu() for v in latent.encode(model, ds.train_x.to(device), opts.batch))
-        te_mu, te_lv, recons, m = metrics.test_pass(model, ds.test_x, lik, r, opts.batch)
-        save_latents(trial_dir / "latents.npz", tr, (te_mu, te_lv), ds)
-        m.update(metrics.latent_stats(*tr))
+        tr, (te_mu, te_lv), recons, m = encode(model, cfg, trial_dir, ds, device, opts)
     with t("iwae"):
-        n = min(opts.iwae_images, len(ds.test_x))
-        bound = metrics.iwae(model, ds.test_x[:n], opts.iwae_k, lik, r, posterior=(te_mu[:n], te_lv[:n]))
-        m.update(test_iwae=bound, iwae_k=opts.iwae_k, iwae_images=n)
+        m.update(iwae(model, cfg, ds.test_x, (te_mu, te_lv), opts))
     means = latent.class_means(tr[0], ds.train_y)
     with t("samplers"):
         fns, info = samplers(tr[0], ds.train_y, opts)
         curve = info.pop("two_stage_curve", None)
         m.update(info)
+    n = min(opts.fid_samples, len(ds.test_x))
     with t("decode"):  # once per sampler: the FIDs use all of them, the pictures the first ones
-        n = min(opts.fid_samples, len(ds.test_x))
         samples = {k: dec(fn(max(n, opts.grid_samples), opts.sample_seed)) for k, fn in fns.items()}
     with t("render"):
         artifacts = render.trial_figures(dec, trial_dir, ds, te_mu, recons, means, samples, opts)
-        if curve:
-            artifacts["two_stage_loss"] = "artifacts/two_stage_loss.png"
-            render.two_stage_curve(
-                curve, f"{trial_dir.name}: second-stage VAE", trial_dir / "artifacts/two_stage_loss.png"
-            )
+        artifacts.update(two_stage_figure(curve, trial_dir))
     with t("fid"):
-        real = reference.real_stats(clf, ds.test_x, reference.floor_images(ds.train_x, n))
-        generated = {k: x[:n] for k, x in samples.items()}
-        m.update(metrics.sample_quality(clf, real, ds.test_y, recons, generated))
-        m.update(best_sampler(m))
+        m.update(sample_quality(clf, ds, recons, samples, n))
     with t("inception"):
         m.update(_inception(ds, samples["prior"][:n], opts))
     t.seconds["total"] = round(sum(t.seconds.values()), 3)
-    summary = _summary(trial_dir, m, clf_state["info"], t.seconds, artifacts)
-    if curve:
-        summary["two_stage_curve"] = curve
-    return summary
+    return _summary(trial_dir, m, clf_state["info"], t.seconds, artifacts, curve)
+
+
+def load_models(
+    trial_dir: Path, clf_state: dict, device: str
+) -> tuple[torch.nn.Module, object, torch.nn.Module]:
+    """The trial's VAE and its config, and the reference classifier, both in channels-last layout."""
+    model, cfg = load_trial_model(trial_dir, device)
+    model = model.to(memory_format=torch.channels_last)  # measured 2.4x faster decodes on CPU
+    clf = classifier.Classifier()
+    clf.load_state_dict(clf_state["model"])
+    clf = clf.eval().to(memory_format=torch.channels_last)  # measured 2.5-3x faster on CPU
+    return model, cfg, clf
+
+
+def encode(model, cfg, trial_dir: Path, ds: data.FashionMNIST, device: str, opts: Options) -> tuple:
+    """The train-set posteriors, and the test set's in one pass with its ELBO terms and
+    reconstructions; both saved to latents.npz. Returns (train, test, recons, metrics)."""
+    lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
+    tr = tuple(v.cpu() for v in latent.encode(model, ds.train_x.to(device), opts.batch))
+    te_mu, te_lv, recons, m = metrics.test_pass(model, ds.test_x, lik, r, opts.batch)
+    save_latents(trial_dir / "latents.npz", tr, (te_mu, te_lv), ds)
+    m.update(metrics.latent_stats(*tr))
+    return tr, (te_mu, te_lv), recons, m
+
+
+def iwae(model, cfg, test_x: torch.Tensor, posterior: tuple, opts: Options) -> dict:
+    """The IWAE bound on the first iwae_images test images, from their posteriors already at hand."""
+    n = min(opts.iwae_images, len(test_x))
+    mu, log_var = posterior
+    lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
+    bound = metrics.iwae(model, test_x[:n], opts.iwae_k, lik, r, posterior=(mu[:n], log_var[:n]))
+    return {"test_iwae": bound, "iwae_k": opts.iwae_k, "iwae_images": n}
+
+
+def two_stage_figure(curve: dict | None, trial_dir: Path) -> dict[str, str]:
+    """The second-stage VAE's loss curve, when that sampler ran: artifact key -> path."""
+    if not curve:
+        return {}
+    rel = "artifacts/two_stage_loss.png"
+    render.two_stage_curve(curve, f"{trial_dir.name}: second-stage VAE", trial_dir / rel)
+    return {"two_stage_loss": rel}
+
+
+def sample_quality(
+    clf: torch.nn.Module, ds: data.FashionMNIST, recons: torch.Tensor, samples: dict, n: int
+) -> dict:
+    """FIDs and coverage of the reconstructions and of the first n images of every sampler, and
+    the best sampler."""
+    real = reference.real_stats(clf, ds.test_x, reference.floor_images(ds.train_x, n))
+    m = metrics.sample_quality(clf, real, ds.test_y, recons, {k: x[:n] for k, x in samples.items()})
+    return m | best_sampler(m)
 
 
 def _inception(ds: data.FashionMNIST, prior_samples: torch.Tensor, opts: Options) -> dict:
@@ -205,7 +263,9 @@ def _inception(ds: data.FashionMNIST, prior_samples: torch.Tensor, opts: Options
     return metrics.inception_fid(ds.test_x[:n], prior_samples)
 
 
-def _summary(trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, artifacts: dict) -> dict:
+def _summary(
+    trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, artifacts: dict, curve: dict | None
+) -> dict:
     status = runs.read_json(trial_dir / "status.json", {}) or {}
     history = runs.read_jsonl(trial_dir / "metrics.jsonl")
     return {
@@ -221,4 +281,4 @@ def _summary(trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, arti
         "classifier": {k: clf_info[k] for k in ("test_accuracy", "key")},
         "timings": timings,
         "artifacts": artifacts,
-    }
+    } | ({"two_stage_curve": curve} if curve else {})
