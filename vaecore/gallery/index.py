@@ -10,14 +10,12 @@ import itertools
 from typing import Any
 from urllib.parse import quote
 
+from vaecore import catalog
 from vaecore.gallery import groups as grp
 from vaecore.gallery import matrix
 from vaecore.gallery import plots as charts
 from vaecore.gallery.format import (
     DASH,
-    LABEL_FREE,
-    METRICS,
-    SAMPLERS,
     fmt,
     fmt_param,
     fmt_seconds,
@@ -27,6 +25,7 @@ from vaecore.gallery.format import (
     number,
     vkey,
 )
+from vaecore.images import image_size
 
 PARALLEL = ["test_elbo", "test_mse", "test_kl", "fid_prior", "recon_accuracy"]
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -49,14 +48,15 @@ def swept_axes(sweep: dict) -> list[dict]:
 
 def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
     cols = [{"label": a["label"], "title": a["key"], "numeric": True} for a in axes]
-    cols += [{"label": lab, "title": key, "numeric": True} for key, lab, _, _ in METRICS]
+    table_metrics = catalog.metrics()
+    cols += [{"label": x.label, "title": x.key, "numeric": True} for x in table_metrics]
     cols += [
         {"label": "best sampler", "title": "label-free sampler with the lowest FID", "numeric": False},
         {"label": "epochs", "title": "epochs trained", "numeric": True},
         {"label": "train time", "title": "training wall time", "numeric": True},
     ]
-    stats = {key: [grp.group_stat(g, key) for g in groups] for key, *_ in METRICS}
-    marks = {key: grp.verdicts(stats[key], better) for key, _, better, _ in METRICS if better}
+    stats = {x.key: [grp.group_stat(g, x.key) for g in groups] for x in table_metrics}
+    marks = {x.key: grp.verdicts(stats[x.key], x.better) for x in table_metrics if x.better}
     rows = []
     for i, g in enumerate(groups):
         if replicated:
@@ -72,10 +72,12 @@ def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
 def _group_row(g: dict, axes: list[dict], metrics: dict) -> dict:
     """A grid point's row: mean ± std (n) per metric, its best sampler, summed training time."""
     cells = [_text_cell(fmt_param(g["params"].get(a["key"], DASH)), g["params"].get(a["key"])) for a in axes]
-    for key, _, _, spec in METRICS:
-        st, mark = metrics[key]
-        cells.append({"text": grp.fmt_stat(st, spec), "sort": _sort(st.mean if st else None), "mark": mark})
-    cells.append(_text_cell(best_sampler({k: grp.group_stat(g, f"fid_{k}") for k in LABEL_FREE})))
+    for x in catalog.metrics():
+        st, mark = metrics[x.key]
+        cells.append(
+            {"text": grp.fmt_stat(st, x.format), "sort": _sort(st.mean if st else None), "mark": mark}
+        )
+    cells.append(_text_cell(best_sampler(g)))
     epochs = grp.stat([r["epochs"] for r in g["runs"] if r["epochs"] is not None])
     seconds = sum(r["seconds"] or 0 for r in g["runs"])
     cells.append(_text_cell(fmt(epochs.mean if epochs else None, "{:.0f}"), epochs.mean if epochs else None))
@@ -96,12 +98,10 @@ def _row(run: dict, group: dict, axes: list[dict], marks: dict) -> dict:
     cells = [
         _text_cell(fmt_param(run["params"].get(a["key"], DASH)), run["params"].get(a["key"])) for a in axes
     ]
-    for key, _, _, spec in METRICS:
-        v = metric(run, key)
-        cells.append({"text": fmt(v, spec), "sort": _sort(v), "mark": marks.get(key, "")})
-    cells.append(
-        _text_cell(best_sampler({k: grp.group_stat({"runs": [run]}, f"fid_{k}") for k in LABEL_FREE}))
-    )
+    for x in catalog.metrics():
+        v = metric(run, x.key)
+        cells.append({"text": fmt(v, x.format), "sort": _sort(v), "mark": marks.get(x.key, "")})
+    cells.append(_text_cell(best_sampler({"runs": [run]})))
     cells.append(_text_cell(fmt(run["epochs"], "{:.0f}"), run["epochs"]))
     cells.append(_text_cell(fmt_seconds(run["seconds"]), run["seconds"]))
     return {
@@ -123,13 +123,12 @@ def _text_cell(text: str, sort: Any = None) -> dict:
     }
 
 
-def best_sampler(fids: dict) -> str:
-    """'2-stage VAE (31.2)': the label-free sampler with the lowest (mean) FID."""
-    known = {k: s.mean for k, s in fids.items() if s is not None}
-    if not known:
-        return DASH
-    best = min(known, key=known.get)
-    return f"{dict((k, n) for k, n, _ in SAMPLERS)[best]} ({known[best]:.1f})"
+def best_sampler(group: dict) -> str:
+    """'2-stage VAE (31.2)': the catalogue's best sampler on the group's mean FIDs."""
+    stats = {s.name: grp.group_stat(group, s.fid_key) for s in catalog.SAMPLERS}
+    means = {k: st.mean if st else None for k, st in stats.items()}
+    best = catalog.best_sampler(means)
+    return DASH if best is None else f"{catalog.sampler(best).short} ({means[best]:.1f})"
 
 
 def _sort(v: Any) -> str:
@@ -175,53 +174,55 @@ def in_progress(runs: list[dict]) -> list[dict]:
 
 def plots(groups: list[dict], axes: list[dict]) -> list[dict]:
     """Rate-distortion and FID per axis; with replicates, points are group means with ±1 std bars."""
-    st = lambda g, k: grp.group_stat(g, k)
-    have = [g for g in groups if st(g, "test_kl") and st(g, "test_mse")]
-    out = []
-    if have:
-        pts = [
-            {"kl": st(g, "test_kl"), "mse": st(g, "test_mse"), "fid": st(g, "fid_prior"), "label": g["name"]}
-            for g in have
-        ]
-        out.append(
-            {
-                "src": "plots/rate_distortion.png",
-                "png": charts.rate_distortion(pts),
-                "alt": "Rate-distortion: test KL against reconstruction MSE, one point per grid point, "
-                "colour = FID of prior samples",
-            }
-        )
-    if axes and any(st(g, "fid_prior") for g in groups):
-        specs = [
-            {
-                "label": a["label"],
-                "values": [fmt_param(v) for v in a["values"]],
-                "series": [(k, n) for k, n, _ in SAMPLERS if any(st(g, f"fid_{k}") for g in groups)],
-                "runs": [
-                    {"value": fmt_param(g["params"][a["key"]])}
-                    | {k: st(g, f"fid_{k}") for k, _, _ in SAMPLERS}
-                    for g in groups
-                    if a["key"] in g["params"]
-                ],
-            }
-            for a in axes
-        ]
-        out.append(
-            {
-                "src": "plots/fid_by_axis.png",
-                "png": charts.fid_by_axis(specs),
-                "alt": "FID of each sampler's images against each swept hyperparameter",
-            }
-        )
+    out = [p for p in (_rate_distortion_plot(groups), _fid_by_axis_plot(groups, axes)) if p]
     for p in out:
-        w, h = _png_size(p["png"])
+        w, h = image_size(p["png"])
         p["w"], p["h"] = round(w * 2 / 3), round(h * 2 / 3)  # drawn at 150 dpi, shown at 100
         p["pixelated"] = False
     return out
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # the IHDR chunk
+def _rate_distortion_plot(groups: list[dict]) -> dict | None:
+    st = grp.group_stat
+    have = [g for g in groups if st(g, "test_kl") and st(g, "test_mse")]
+    if not have:
+        return None
+    pts = [
+        {"kl": st(g, "test_kl"), "mse": st(g, "test_mse"), "fid": st(g, "fid_prior"), "label": g["name"]}
+        for g in have
+    ]
+    return {
+        "src": "plots/rate_distortion.png",
+        "png": charts.rate_distortion(pts),
+        "alt": "Rate-distortion: test KL against reconstruction MSE, one point per grid point, "
+        "colour = FID of prior samples",
+    }
+
+
+def _fid_by_axis_plot(groups: list[dict], axes: list[dict]) -> dict | None:
+    if not axes or not any(grp.group_stat(g, "fid_prior") for g in groups):
+        return None
+    return {
+        "src": "plots/fid_by_axis.png",
+        "png": charts.fid_by_axis([_fid_panel(groups, a) for a in axes]),
+        "alt": "FID of each sampler's images against each swept hyperparameter",
+    }
+
+
+def _fid_panel(groups: list[dict], axis: dict) -> dict:
+    """One swept axis: every sampler that has an FID is a series, each group a point at its value."""
+    st = grp.group_stat
+    return {
+        "label": axis["label"],
+        "values": [fmt_param(v) for v in axis["values"]],
+        "series": [(s.name, s.short) for s in catalog.SAMPLERS if any(st(g, s.fid_key) for g in groups)],
+        "runs": [
+            {"value": fmt_param(g["params"][axis["key"]])}
+            | {s.name: st(g, s.fid_key) for s in catalog.SAMPLERS}
+            for g in groups
+            if axis["key"] in g["params"]
+        ],
+    }
 
 
 def parallel(groups: list[dict], axes: list[dict]) -> dict | None:
@@ -230,6 +231,23 @@ def parallel(groups: list[dict], axes: list[dict]) -> dict | None:
     units = [g for g in groups if len(means[g["id"]]) == len(PARALLEL)]
     if len(units) < 2:
         return None
+    cols, values = _axis_columns(units, axes)
+    best: dict[str, list[str]] = {}  # group id -> the metrics it is best at
+    for x in (x for x in catalog.metrics() if x.key in PARALLEL):
+        col, places = _metric_column(x, [means[g["id"]][x.key] for g in units])
+        cols.append(col)
+        for g, t in zip(units, places, strict=True):
+            values[g["id"]].append(t)
+        if x.better:
+            marks = grp.verdicts([grp.group_stat(g, x.key) for g in units], x.better)
+            for g, mark in zip(units, marks, strict=True):
+                if mark == "best":
+                    best.setdefault(g["id"], []).append(x.label)
+    return _parallel_svg(cols, units, values, best)
+
+
+def _axis_columns(units: list[dict], axes: list[dict]) -> tuple[list[dict], dict[str, list[float]]]:
+    """A column per swept axis, its values spread evenly upwards; each group's place on each."""
     cols, values = [], {g["id"]: [] for g in units}
     for a in axes:
         pos = {vkey(v): i / max(len(a["values"]) - 1, 1) for i, v in enumerate(a["values"])}
@@ -238,26 +256,24 @@ def parallel(groups: list[dict], axes: list[dict]) -> dict | None:
         )
         for g in units:
             values[g["id"]].append(pos.get(vkey(g["params"].get(a["key"])), 0.0))
-    best: dict[str, list[str]] = {}
-    for key, lab, better, spec in (m for m in METRICS if m[0] in PARALLEL):
-        vals = [means[g["id"]][key] for g in units]
-        lo, hi = min(vals), max(vals)
-        up = better != "min"  # better values at the top, so the best lines run high
-        cols.append(
-            {
-                "label": lab + (" ↑" if better else ""),
-                "top": fmt(hi if up else lo, spec),
-                "bottom": fmt(lo if up else hi, spec),
-            }
-        )
-        for g, v in zip(units, vals, strict=False):
-            t = (v - lo) / (hi - lo) if hi > lo else 0.5
-            values[g["id"]].append(t if up else 1 - t)
-        if better:
-            marks = grp.verdicts([grp.group_stat(g, key) for g in units], better)
-            for g, mark in zip(units, marks, strict=True):
-                if mark == "best":
-                    best.setdefault(g["id"], []).append(lab)
+    return cols, values
+
+
+def _metric_column(x: catalog.Metric, vals: list[float]) -> tuple[dict, list[float]]:
+    """A metric's column and each value's place on it (0..1): better values at the top, so the best
+    lines run high."""
+    lo, hi = min(vals), max(vals)
+    up = x.better != "min"
+    col = {
+        "label": x.label + (" ↑" if x.better else ""),
+        "top": fmt(hi if up else lo, x.format),
+        "bottom": fmt(lo if up else hi, x.format),
+    }
+    places = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in vals]
+    return col, places if up else [1 - t for t in places]
+
+
+def _parallel_svg(cols: list[dict], units: list[dict], values: dict, best: dict[str, list[str]]) -> dict:
     colors = dict(zip(best, itertools.cycle(PALETTE)))
     lines = [
         {
@@ -276,40 +292,45 @@ def parallel(groups: list[dict], axes: list[dict]) -> dict | None:
 
 
 def index_context(sweep: dict) -> dict:
-    m, runs = sweep["manifest"], sweep["runs"]
     axes = swept_axes(sweep)
     replicated = any(a["key"] == grp.SEED for a in axes)
-    groups = (
-        grp.group_runs(runs)
-        if replicated
-        else [
-            {"id": f"u{i}", "name": r["name"], "params": r["params"], "runs": [r]} for i, r in enumerate(runs)
-        ]
-    )
+    groups = grp.group_runs(sweep["runs"]) if replicated else _single_runs(sweep["runs"])
     if replicated:
         axes = [a for a in axes if a["key"] != grp.SEED]
-    count = {s: sum(r["state"] == s for r in runs) for s in ("completed", "failed", "running", "pending")}
-    unprocessed = sum(r["state"] == "completed" and not r["post_processed"] for r in runs)
+    return {
+        "title": sweep["name"],
+        "root": "",
+        "sweep": sweep["name"],
+        "facts": facts(sweep, groups, replicated),
+        "table": table(groups, axes, replicated),
+        "training": in_progress(sweep["runs"]),
+        "plots": plots(groups, axes),
+        "parallel": parallel(groups, axes),
+        "matrix": matrix.matrices(groups, axes, run_note),
+    }
+
+
+def _single_runs(runs: list[dict]) -> list[dict]:
+    """Without replicates every run is a group of its own."""
+    return [
+        {"id": f"u{i}", "name": r["name"], "params": r["params"], "runs": [r]} for i, r in enumerate(runs)
+    ]
+
+
+def facts(sweep: dict, groups: list[dict], replicated: bool) -> list[tuple[str, str]]:
+    """The index's header: what was swept on what, how the runs stand, and where they ran."""
+    m, runs = sweep["manifest"], sweep["runs"]
     hw = m.get("hardware") if isinstance(m.get("hardware"), dict) else {}
     gpus = ", ".join(map(str, hw.get("gpu_names") or []))
     timings = m.get("timings") if isinstance(m.get("timings"), dict) else {}
     versions = m.get("versions") if isinstance(m.get("versions"), dict) else {}
-    facts = [
+    seeds = max(len(g["runs"]) for g in groups) if replicated else 0
+    return [
         ("description", str(m.get("description") or sweep["description"] or DASH)),
         ("dataset", _dataset(runs)),
         ("base config", str(m.get("base") or DASH)),
-        (
-            "runs",
-            f"{len(runs)}: {count['completed']} completed, {count['failed']} failed, "
-            + (f"{count['running']} running, " if count["running"] else "")
-            + f"{count['pending']} pending"
-            + (f" ({unprocessed} not post-processed)" if unprocessed else ""),
-        ),
-        *(
-            [("replicates", f"{max(len(g['runs']) for g in groups)} seeds per grid point (train.seed)")]
-            if replicated
-            else []
-        ),
+        ("runs", _run_counts(runs)),
+        *([("replicates", f"{seeds} seeds per grid point (train.seed)")] if replicated else []),
         ("total training time", fmt_seconds(sum(r["seconds"] or 0 for r in runs))),
         ("sweep wall time", fmt_seconds(number(timings.get("sweep_s")))),
         (
@@ -322,17 +343,18 @@ def index_context(sweep: dict) -> dict:
         ("overrides", ", ".join(f"{k}={fmt_param(v)}" for k, v in (m.get("set") or {}).items()) or DASH),
         ("built from inputs as of", sweep["inputs_time"]),
     ]
-    return {
-        "title": sweep["name"],
-        "root": "",
-        "sweep": sweep["name"],
-        "facts": facts,
-        "table": table(groups, axes, replicated),
-        "training": in_progress(runs),
-        "plots": plots(groups, axes),
-        "parallel": parallel(groups, axes),
-        "matrix": matrix.matrices(groups, axes, run_note),
-    }
+
+
+def _run_counts(runs: list[dict]) -> str:
+    """'12: 10 completed, 1 failed, 1 pending (2 not post-processed)'."""
+    count = {s: sum(r["state"] == s for r in runs) for s in ("completed", "failed", "running", "pending")}
+    unprocessed = sum(r["state"] == "completed" and not r["post_processed"] for r in runs)
+    return (
+        f"{len(runs)}: {count['completed']} completed, {count['failed']} failed, "
+        + (f"{count['running']} running, " if count["running"] else "")
+        + f"{count['pending']} pending"
+        + (f" ({unprocessed} not post-processed)" if unprocessed else "")
+    )
 
 
 def _dataset(runs: list[dict]) -> str:

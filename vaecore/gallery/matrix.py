@@ -12,7 +12,8 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from vaecore.gallery.format import TITLES, fmt_param, image, trial_url, vkey
+from vaecore import catalog
+from vaecore.gallery.format import fmt_param, image, trial_url, vkey
 
 # (id, label on the switch, artifact key, thumbnail width in px: the wide figures need more)
 KINDS = [
@@ -92,7 +93,7 @@ def _cell(groups: list[dict], want: dict, key: str, width: int, note: Any) -> di
         text = f"seed {run['params'].get('train.seed', '?')} of {len(runs)} runs" + (
             f"; {text}" if text else ""
         )
-    alt = f"{TITLES[key]} of {run['name']}"
+    alt = f"{catalog.titles()[key]} of {run['name']}"
     return {
         "href": "runs/" + quote(run["page"]),
         "name": group["name"],

@@ -6,14 +6,9 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from vaecore import catalog
 from vaecore.gallery.format import (
-    COMPARE,
     DASH,
-    EXTRA_METRICS,
-    FIGURES,
-    METRICS,
-    SAMPLERS,
-    TITLES,
     fmt,
     fmt_param,
     fmt_seconds,
@@ -45,8 +40,9 @@ def config_rows(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def metric_rows(run: dict) -> list[tuple[str, str]]:
-    rows = [(lab, fmt(metric(run, key), spec)) for key, lab, _, spec in METRICS]
-    rows += [(lab, fmt(metric(run, key), spec)) for key, lab, spec in EXTRA_METRICS]
+    rows = [
+        (x.label, fmt(metric(run, x.key), x.format)) for x in catalog.metrics() + list(catalog.EXTRA_METRICS)
+    ]
     m = run["summary"].get("metrics") if isinstance(run["summary"].get("metrics"), dict) else {}
     for key in ("kl_per_dim", "agg_std"):
         vals = (
@@ -58,7 +54,7 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
             rows.append(
                 (label(key), ", ".join(f"{v:.2f}" for v in vals[:16]) + (" …" if len(vals) > 16 else ""))
             )
-    names = {k: n for k, n, _ in SAMPLERS}
+    names = {s.name: s.short for s in catalog.SAMPLERS}
     if m.get("best_sampler") in names:
         rows.append(("best label-free sampler", names[m["best_sampler"]]))
     clf = run["summary"].get("classifier")
@@ -79,31 +75,34 @@ def history(run: dict) -> dict:
 def figures(run: dict, root: str) -> list[dict]:
     """Sections in reading order; keys the post-processing did not write are simply not shown."""
     arts = run["artifacts"]
-    known = {k for k, _, _ in FIGURES} | {f"samples_{k}" for k, _, _ in SAMPLERS}
-    out = []
-    shown = [(k, t) for k, _, t in SAMPLERS if f"samples_{k}" in arts]
-    if shown:
-        out.append(
-            {
-                "title": "Samples from each sampler",
-                "note": "the same z seeds for the same latent size; FID on the reference classifier's "
-                "features, lower is better",
-                "images": [image(run, arts[f"samples_{k}"], root, f"{t} of {run['name']}") for k, t in shown],
-                "captions": [f"{t}: FID {fmt(metric(run, f'fid_{k}'), '{:.1f}')}" for k, t in shown],
-            }
-        )
-    specs = FIGURES + [(k, label(k), "") for k in sorted(arts) if k not in known]
-    for key, title, note in specs:
-        if key in arts:
+    known = {f.key for f in catalog.FIGURES} | {s.artifact for s in catalog.SAMPLERS}
+    shown = [s for s in catalog.SAMPLERS if s.artifact in arts]
+    out = [_samples_section(run, shown, root)] if shown else []
+    specs = list(catalog.FIGURES) + [catalog.Figure(k, label(k)) for k in sorted(arts) if k not in known]
+    for f in specs:
+        if f.key in arts:
             out.append(
                 {
-                    "title": title,
-                    "note": note,
+                    "title": f.title,
+                    "note": f.note,
                     "captions": [],
-                    "images": [image(run, arts[key], root, f"{title} of {run['name']}")],
+                    "images": [image(run, arts[f.key], root, f"{f.title} of {run['name']}")],
                 }
             )
     return out
+
+
+def _samples_section(run: dict, shown: list[catalog.Sampler], root: str) -> dict:
+    """Every sampler's picture side by side, each captioned with its FID."""
+    return {
+        "title": "Samples from each sampler",
+        "note": "the same z seeds for the same latent size; FID on the reference classifier's "
+        "features, lower is better",
+        "images": [
+            image(run, run["artifacts"][s.artifact], root, f"{s.title} of {run['name']}") for s in shown
+        ],
+        "captions": [f"{s.title}: FID {fmt(metric(run, s.fid_key), '{:.1f}')}" for s in shown],
+    }
 
 
 def run_context(sweep: dict, run: dict, prev: dict | None, nxt: dict | None) -> dict:
@@ -147,15 +146,15 @@ def _link(run: dict | None) -> dict | None:
 
 def compare_data(sweep: dict) -> dict:
     """The JSON index the compare page reads: per run its numbers and picture paths (relative to gallery/)."""
-    runs = []
+    runs, titles = [], catalog.titles()
     for run in sweep["runs"]:
         imgs = [
             {
                 "key": k,
-                "title": TITLES[k],
-                **image(run, run["artifacts"][k], "", f"{TITLES[k]} of {run['name']}"),
+                "title": titles[k],
+                **image(run, run["artifacts"][k], "", f"{titles[k]} of {run['name']}"),
             }
-            for k in COMPARE
+            for k in catalog.compare()
             if k in run["artifacts"]
         ]
         runs.append(
@@ -182,7 +181,10 @@ def compare_view(a: dict, b: dict) -> dict:
                 seen.add(lab)
                 rows.append([lab, va.get(lab, DASH), vb.get(lab, DASH)])
     ia, ib = ({i["key"]: i for i in r["images"]} for r in (a, b))
-    pairs = [{"title": TITLES[k], "cells": [ia.get(k), ib.get(k)]} for k in COMPARE if k in ia or k in ib]
+    titles = catalog.titles()
+    pairs = [
+        {"title": titles[k], "cells": [ia.get(k), ib.get(k)]} for k in catalog.compare() if k in ia or k in ib
+    ]
     return {"head": [a, b], "rows": rows, "pairs": pairs}
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
+
+from vaecore.images import image_size  # noqa: F401 (site.py reads the pictures' sizes here)
 
 # Matplotlib writes its version into PNGs by default; dropping it keeps rebuilds byte-identical.
 PNG_META = {"Software": None}
@@ -63,8 +64,6 @@ def rate_distortion(points: list[dict]) -> bytes:
     plt, fig, ax = _figure(7.2, 4.6)
     xs = [p["kl"].mean for p in points]
     ys = [p["mse"].mean for p in points]
-    fids = [p["fid"].mean if p["fid"] else None for p in points]
-    known = [f for f in fids if f is not None]
     bars = [p for p in points if p["kl"].n > 1]
     if bars:
         ax.errorbar(
@@ -78,6 +77,23 @@ def rate_distortion(points: list[dict]) -> bytes:
             capsize=2.5,
             zorder=2,
         )
+        ns = sorted({p["kl"].n for p in bars})
+        seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+        ax.set_title(f"mean ± 1 std over {seeds} seeds per grid point", fontsize=8)
+    _fid_colored_points(fig, ax, xs, ys, [p["fid"].mean if p["fid"] else None for p in points])
+    if len(ys) > 1 and min(ys) > 0 and max(ys) / min(ys) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("rate: test KL(q(z|x) || p(z)) [nats]")
+    ax.set_ylabel("distortion: test reconstruction MSE")
+    ax.grid(True, color="#e5e5e5", zorder=0)
+    fig.canvas.draw()  # fixes the axis limits so label boxes are measured where they will be
+    _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
+    return _png(plt, fig)
+
+
+def _fid_colored_points(fig, ax, xs: list[float], ys: list[float], fids: list[float | None]) -> None:
+    """The points coloured by FID (no FID: the colour map's "bad" colour) and the colour bar."""
+    known = [f for f in fids if f is not None]
     sc = ax.scatter(
         xs,
         ys,
@@ -93,18 +109,6 @@ def rate_distortion(points: list[dict]) -> bytes:
     )
     if known:
         fig.colorbar(sc, ax=ax, label="FID of prior samples (lower is better)")
-    if len(ys) > 1 and min(ys) > 0 and max(ys) / min(ys) > 20:
-        ax.set_yscale("log")
-    ax.set_xlabel("rate: test KL(q(z|x) || p(z)) [nats]")
-    ax.set_ylabel("distortion: test reconstruction MSE")
-    if bars:
-        ns = sorted({p["kl"].n for p in bars})
-        seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-        ax.set_title(f"mean ± 1 std over {seeds} seeds per grid point", fontsize=8)
-    ax.grid(True, color="#e5e5e5", zorder=0)
-    fig.canvas.draw()  # fixes the axis limits so label boxes are measured where they will be
-    _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
-    return _png(plt, fig)
 
 
 SERIES_STYLE = {
@@ -129,30 +133,9 @@ def fid_by_axis(axes: list[dict]) -> bytes:
         pos = {v: i for i, v in enumerate(ticks)}
         width = len(spec["series"])
         for s, (key, name) in enumerate(spec["series"]):
-            marker, color = SERIES_STYLE.get(key, ("o", "#555"))
             pts = [(pos[r["value"]], r[key]) for r in spec["runs"] if r[key] is not None]
-            if not pts:
-                continue
-            jitter = 0.09 * (s - (width - 1) / 2)  # keep the series apart
-            ax.errorbar(
-                [x + jitter for x, _ in pts],
-                [st.mean for _, st in pts],
-                yerr=[st.std for _, st in pts],
-                fmt=marker,
-                ms=4.5,
-                color=color,
-                label=name,
-                alpha=0.85,
-                elinewidth=0.8,
-                capsize=2,
-                zorder=3,
-            )
-            means = [
-                (i, sum(st.mean for x, st in pts if x == i) / n_i)
-                for i in range(len(ticks))
-                if (n_i := sum(1 for x, _ in pts if x == i))
-            ]
-            ax.plot([m[0] + jitter for m in means], [m[1] for m in means], color=color, lw=1, zorder=2)
+            if pts:
+                _fid_series(ax, pts, len(ticks), key, name, 0.09 * (s - (width - 1) / 2))
         ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
         ax.set_xlim(-0.5, len(ticks) - 0.5)
         ax.set_xlabel(spec["label"])
@@ -163,15 +146,29 @@ def fid_by_axis(axes: list[dict]) -> bytes:
     return _png(plt, fig)
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) read from the image header only; None when it is not a readable image."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError):
-        return None
+def _fid_series(ax, pts: list[tuple[int, object]], ticks: int, key: str, name: str, jitter: float) -> None:
+    """One sampler's FIDs (tick index, groups.Stat): a marker with ±1 std per group, shifted by
+    jitter to keep the series apart, and a line through the means at each tick."""
+    marker, color = SERIES_STYLE.get(key, ("o", "#555"))
+    ax.errorbar(
+        [x + jitter for x, _ in pts],
+        [st.mean for _, st in pts],
+        yerr=[st.std for _, st in pts],
+        fmt=marker,
+        ms=4.5,
+        color=color,
+        label=name,
+        alpha=0.85,
+        elinewidth=0.8,
+        capsize=2,
+        zorder=3,
+    )
+    means = [
+        (i, sum(st.mean for x, st in pts if x == i) / n_i)
+        for i in range(ticks)
+        if (n_i := sum(1 for x, _ in pts if x == i))
+    ]
+    ax.plot([m[0] + jitter for m in means], [m[1] for m in means], color=color, lw=1, zorder=2)
 
 
 def parallel_coords(axes: list[dict], runs: list[dict], width: int = 1100, height: int = 330) -> dict:
