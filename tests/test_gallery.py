@@ -314,3 +314,28 @@ def test_leftovers_of_killed_builds_are_removed_and_a_live_build_is_kept(sweep, 
     assert not old.exists() and not stale.exists() and live.is_dir()
     assert sorted(p.name for p in sweep.iterdir() if p.name.startswith(".gallery")) == [live.name]
     assert (sweep / "gallery" / "index.html").is_file()
+
+
+def test_the_gallery_catalogue_and_image_helpers_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vaecore.gallery.site, vaecore.catalog, vaecore.images\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_image_size_reads_a_file_or_its_bytes_and_gives_none_for_anything_else(tmp_path):
+    import numpy as np
+
+    from vaecore import images
+
+    png = gallery_fixtures.png(np.random.default_rng(0), 2, 3)  # 2 rows, 3 columns of 28 px + 2 px
+    (tmp_path / "a.png").write_bytes(png)
+    (tmp_path / "bad.png").write_bytes(png[:10])
+    assert images.image_size(png) == images.image_size(tmp_path / "a.png") == (3 * 30 + 2, 2 * 30 + 2)
+    assert images.image_size(tmp_path / "bad.png") is None and images.image_size(tmp_path / "none") is None
+    assert images.image_size(b"not an image") is None

@@ -307,3 +307,16 @@ def test_threads_are_pinned_per_trial_restored_after_and_not_part_of_the_skip_ke
     )
     with pytest.raises(ConfigError, match="threads must be > 0"):
         post_sweep.options_from({"threads": 0})
+
+
+def test_the_gray_png_writer_keeps_32_levels_or_every_gray(tmp_path):
+    from vaecore import images
+
+    ramp = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16))
+    images.write_gray(ramp, tmp_path / "sheet.png")  # the sheets: 32 evenly spaced grays
+    images.write_gray(ramp, tmp_path / "epoch.png", levels=None)  # the per-epoch grids: unchanged
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png"))
+    assert sorted(set(sheet.flat)) == [round(i * 255 / 31) for i in range(32)]
+    assert np.abs(sheet.astype(int) - np.arange(256).reshape(16, 16)).max() <= 4  # the nearest level
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "epoch.png")), np.asarray(ramp))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch.png", "sheet.png"]  # no temp files left
