@@ -97,14 +97,14 @@ SAMPLERS: tuple[Sampler, ...] = (
 )
 
 # The runs table's columns (and the run page's first rows); the samplers' FIDs go in between.
-_BEFORE_FIDS = (
+METRICS_BEFORE_FIDS = (
     Metric("test_elbo", "test ELBO", "max", "{:.2f}"),
     Metric("test_iwae", "IWAE", "max", "{:.2f}"),
     Metric("test_mse", "recon MSE", "min", "{:.4f}"),
     Metric("test_kl", "KL", None, "{:.2f}"),
     Metric("active_units", "active units", "max", "{:.0f}"),
 )
-_AFTER_FIDS = (Metric("recon_accuracy", "recon acc.", "max", "pct"),)
+METRICS_AFTER_FIDS = (Metric("recon_accuracy", "recon acc.", "max", "pct"),)
 # More numbers on the run page, under the table's.
 EXTRA_METRICS = (
     Metric("gap_closed", "prior-to-recon FID gap closed by the best sampler", None, "pct"),
@@ -138,7 +138,7 @@ def sampler(name: str) -> Sampler:
 def metrics() -> list[Metric]:
     """The runs table's metrics: the samplers' FID columns sit between the fixed ones."""
     fids = [Metric(s.fid_key, s.fid_label, "min", "{:.1f}") for s in SAMPLERS if s.fid_label]
-    return [*_BEFORE_FIDS, *fids, *_AFTER_FIDS]
+    return [*METRICS_BEFORE_FIDS, *fids, *METRICS_AFTER_FIDS]
 
 
 def titles() -> dict[str, str]:
