@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vaecore.runs import write_json
+from vaecore.sweep import trial_name
+
+from procs import write_sweep
+
 GRID = {"model.latent_dim": [2, 3, 8], "loss.recon_multiplier": [1000.0, 5000.0], "train.seed": [0, 1]}
 FAILED = "z8-r5000-s1"
 PENDING = "z8-r1000-s1"  # trained, not post-processed: no summary.json, no artifacts
@@ -46,16 +51,6 @@ def png(rng: np.random.Generator, rows: int, cols: int, cell: int = 28) -> bytes
     return buf.getvalue()
 
 
-def trial_name(params: dict) -> str:
-    z, r, s = params.values()
-    return f"z{z}-r{r:g}-s{s}"
-
-
-def _write(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
 def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.Generator) -> dict:
     z, r = params["model.latent_dim"], params["loss.recon_multiplier"]
     config = {
@@ -71,8 +66,8 @@ def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.
         "data": {"dir": "", "download": False},
         "resources": {"workers": 1},
     }
-    _write(tdir / "config.json", config)
-    _write(tdir / "params.json", params)
+    write_json(tdir / "config.json", config)
+    write_json(tdir / "params.json", params)
     epochs = 2 if status == "failed" else 3
     rows = [
         {
@@ -94,7 +89,7 @@ def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.
     ]
     (tdir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     if status == "failed":
-        _write(tdir / "status.json", {"status": "failed", "reason": "loss became NaN at epoch 3 <nan>"})
+        write_json(tdir / "status.json", {"status": "failed", "reason": "loss became NaN at epoch 3 <nan>"})
         return {
             "status": "failed",
             "reason": "loss became NaN at epoch 3 <nan>",
@@ -102,7 +97,7 @@ def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.
             "seconds": 20.0,
         }
     seconds = 30.0 + z
-    _write(tdir / "status.json", {"status": "completed", "reason": "", "epochs": 3, "seconds": seconds})
+    write_json(tdir / "status.json", {"status": "completed", "reason": "", "epochs": 3, "seconds": seconds})
     for e in range(1, 4):
         (tdir / "epochs").mkdir(exist_ok=True)
         (tdir / "epochs" / f"samples_{e:03d}.png").write_bytes(png(rng, 8, 8))
@@ -140,7 +135,7 @@ def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.
         "inception_fid": None,
         "inception_fid_note": "skipped: no weights",
     }
-    _write(
+    write_json(
         tdir / "summary.json",
         {
             "trial": name,
@@ -168,12 +163,9 @@ def make_fake_sweep(root: Path, sweep: str = "fake") -> Path:
         name = HOSTILE if name == "z2-r1000-s1" else name
         status = "failed" if name == FAILED else "completed"
         trials[name] = {"params": params, **make_trial(sdir / "trials" / name, name, params, status, rng)}
-    grid = "".join(f'"{k}" = {json.dumps(v)}\n' for k, v in GRID.items())
-    (sdir / "sweep.toml").write_text(
-        f'name = "{sweep}"\ndescription = "A fabricated sweep <i>for tests</i>."\n'
-        f'base = "default"\n\n[set]\n"train.epochs" = 3\n\n[grid]\n{grid}'
-    )
-    _write(
+    about = "A fabricated sweep <i>for tests</i>."
+    write_sweep(sdir / "sweep.toml", sweep, set={"train.epochs": 3}, grid=GRID, description=about)
+    write_json(
         sdir / "manifest.json",
         {
             "sweep": sweep,

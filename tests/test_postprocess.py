@@ -15,7 +15,7 @@ from vaecore import config, data, runs, train
 from vaecore.config import ConfigError
 from vaecore.post import sweep as post_sweep
 
-from procs import job
+from procs import job, write_sweep
 
 ARTIFACTS = {
     "recon",
@@ -67,10 +67,8 @@ METRICS = {
 def make_sweep(root, fmnist, latents=(2, 3)):
     """A sweep folder as jobs.sweep writes it: two 1-epoch trials on 100/20 images per class."""
     sweep = root / "tiny"
-    runs.atomic_write_text(
-        sweep / "sweep.toml",
-        'name = "tiny"\n\n[postprocess]\niwae_k = 16\niwae_images = 50\ntwo_stage_steps = 200\n',
-    )
+    post = {"iwae_k": 16, "iwae_images": 50, "two_stage_steps": 200}
+    write_sweep(sweep / "sweep.toml", "tiny", postprocess=post)
     ds = data.subset(fmnist, 100, 20)
     for z in latents:
         cfg = config.load(
@@ -166,11 +164,8 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
 def processed(fmnist, tmp_path_factory):
     """One z=4 trial with `[postprocess] mixture = true`, post-processed once by the CLI."""
     sweep = make_sweep(tmp_path_factory.mktemp("mix"), fmnist, latents=(4,))
-    runs.atomic_write_text(
-        sweep / "sweep.toml",
-        'name = "tiny"\n\n[postprocess]\niwae_k = 8\niwae_images = 20\ntwo_stage_steps = 200\n'
-        "mixture = true\n",
-    )
+    post = {"iwae_k": 8, "iwae_images": 20, "two_stage_steps": 200, "mixture": True}
+    write_sweep(sweep / "sweep.toml", "tiny", postprocess=post)
     proc = job("jobs.postprocess", str(sweep), "--no-gallery", timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "[z4] done in" in proc.stdout

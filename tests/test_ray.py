@@ -18,18 +18,12 @@ import torch
 from vaecore import config, runs
 from vaecore.gallery import site
 
-from procs import REPO, end, job, own_pids
+from procs import REPO, end, job, own_pids, write_sweep
 
 pytestmark = pytest.mark.integration
 
 
-def write_sweep(tmp_path, grid: str, sets: str = "") -> str:
-    path = tmp_path / "sweep.toml"
-    path.write_text(
-        'name = "t"\nbase = "default"\n[set]\n"data.train_per_class" = 60\n"data.test_per_class" = 10\n'
-        f'"train.batch_size" = 32\n{sets}\n[grid]\n{grid}\n'
-    )
-    return str(path)
+SMALL = {"data.train_per_class": 60, "data.test_per_class": 10, "train.batch_size": 32}  # [set] of sweep "t"
 
 
 def gaussian_constant(r: float) -> float:
@@ -123,7 +117,8 @@ def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_p
 
 def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ray_head):
     # One CPU-2 worker per trial on 2 cores: the trials run one after the other.
-    path = write_sweep(tmp_path, '"train.epochs" = [1, 5]', '"resources.cpus_per_worker" = 2')
+    sets = {**SMALL, "resources.cpus_per_worker": 2}
+    path = str(write_sweep(tmp_path / "sweep.toml", "t", set=sets, grid={"train.epochs": [1, 5]}))
     out = tmp_path / "out"
     ray_tmp = tempfile.mkdtemp(prefix="rk", dir=os.environ["RAY_TMPDIR"])  # its Ray's processes: ours
     driver = subprocess.Popen(
@@ -164,11 +159,8 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
 
 
 def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp_path, ray_head):
-    path = write_sweep(
-        tmp_path,
-        '"train.lr" = [0.001, 1e12]',
-        '"train.epochs" = 2\n"train.grad_clip" = 0.0\n"resources.cpus_per_worker" = 1',
-    )
+    sets = {**SMALL, "train.epochs": 2, "train.grad_clip": 0.0, "resources.cpus_per_worker": 1}
+    path = str(write_sweep(tmp_path / "sweep.toml", "t", set=sets, grid={"train.lr": [0.001, 1e12]}))
     marker = tmp_path / "crashed"
     proc = job(
         "jobs.sweep",

@@ -15,19 +15,15 @@ import torch
 
 from vaecore import runs
 
-from procs import REPO, job
+from procs import REPO, job, write_sweep
 
 pytestmark = pytest.mark.integration
 
 
-def write_sweep(folder: Path, grid: str, sets: str = "", post: str = "", per_class: int = 60) -> str:
-    path = folder / "sweep.toml"
-    path.write_text(
-        f'name = "t"\nbase = "default"\n[set]\n"data.train_per_class" = {per_class}\n'
-        '"data.test_per_class" = 10\n'
-        f'"train.batch_size" = 32\n{sets}\n[grid]\n{grid}\n[postprocess]\n{post}\n'
-    )
-    return str(path)
+def small_sweep(folder: Path, grid: dict, sets: dict, post: dict | None = None, per_class: int = 60) -> str:
+    """Sweep "t": `per_class` training and 10 test images a class, batches of 32."""
+    small = {"data.train_per_class": per_class, "data.test_per_class": 10, "train.batch_size": 32}
+    return str(write_sweep(folder / "sweep.toml", "t", set={**small, **sets}, grid=grid, postprocess=post))
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -38,11 +34,11 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_once(tmp_path, ray_head):
-    path = write_sweep(
+    path = small_sweep(
         tmp_path,
-        '"model.latent_dim" = [2, 3]',
-        '"train.epochs" = 2\n"resources.cpus_per_worker" = 1',
-        "iwae_k = 4\niwae_images = 20\nfid_samples = 200\ninception = false\ntwo_stage_steps = 100",
+        {"model.latent_dim": [2, 3]},
+        {"train.epochs": 2, "resources.cpus_per_worker": 1},
+        {"iwae_k": 4, "iwae_images": 20, "fid_samples": 200, "inception": False, "two_stage_steps": 100},
         per_class=250,  # epochs of seconds: the stop must land mid-training
     )
     out = tmp_path / "out"
@@ -105,8 +101,8 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
 def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_path, ray_head):
     # Two trials that train the same (one torch thread per worker either way) in one sweep; they
     # run one after the other on 2 CPUs, and the fault cuts the first after its first epoch.
-    sets = '"train.epochs" = 2\n"resources.workers" = 2\n"resources.cpus_per_worker" = 1'
-    path = write_sweep(tmp_path, '"train.threads" = [0, 1]', sets)
+    sets = {"train.epochs": 2, "resources.workers": 2, "resources.cpus_per_worker": 1}
+    path = small_sweep(tmp_path, {"train.threads": [0, 1]}, sets)
     marker = tmp_path / "crashed"
     proc = job(
         "jobs.sweep",
@@ -137,8 +133,8 @@ def test_a_trial_on_a_lost_node_resumes_on_the_survivor_from_its_checkpoint(tmp_
     from ray.cluster_utils import Cluster
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    sets = '"train.epochs" = 3\n"resources.cpus_per_worker" = 1'
-    path = write_sweep(tmp_path, '"model.latent_dim" = [2]', sets, per_class=250)  # epochs of ~4 s
+    sets = {"train.epochs": 3, "resources.cpus_per_worker": 1}
+    path = small_sweep(tmp_path, {"model.latent_dim": [2]}, sets, per_class=250)  # epochs of ~4 s
     out = tmp_path / "out"
     metrics = out / "t" / "trials" / "z2" / "metrics.jsonl"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

@@ -11,7 +11,7 @@ import pytest
 
 from vaecore import config, runs
 
-from procs import REPO, free_port
+from procs import REPO, free_port, write_sweep
 
 pytestmark = pytest.mark.integration
 CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
@@ -115,11 +115,9 @@ def test_a_vae_venv_without_activate_fails_the_job_in_one_line(slurm_env, tmp_pa
 def test_usr1_requeues_the_job_which_resumes_and_records_each_epoch_once(slurm_env, tmp_path):
     env, folder = slurm_env
     out, log = tmp_path / "runs", tmp_path / "job.out"
-    sweep = tmp_path / "long.toml"
-    sweep.write_text(
-        'name = "long"\n[set]\n"train.epochs" = 3\n"data.train_per_class" = 300\n"data.test_per_class" = 20\n'
-        '"resources.cpus_per_worker" = 2\n[grid]\n"model.latent_dim" = [2]\n'
-    )
+    sets = {"train.epochs": 3, "data.train_per_class": 300, "data.test_per_class": 20}
+    sets["resources.cpus_per_worker"] = 2
+    sweep = write_sweep(tmp_path / "long.toml", "long", set=sets, grid={"model.latent_dim": [2]})
     args = ["--parsable", "--cpus-per-task=2", f"--output={log}", "scripts/slurm/sweep.sh"]
     args += ["--config", str(sweep), "--no-postprocess"]
     submit = subprocess.run(

@@ -9,20 +9,16 @@ import pytest
 
 from vaecore import runs
 
-from procs import job
+from procs import job, write_sweep
 
 pytestmark = pytest.mark.integration
 
 
 def one_trial_sweep(tmp_path, epochs: int = 2) -> str:
     """One trial ("s0") of a small compact VAE: 300 training and 50 test images."""
-    path = tmp_path / "one.toml"
-    path.write_text(
-        'name = "one"\nbase = "default"\n[set]\n"data.train_per_class" = 30\n"data.test_per_class" = 5\n'
-        f'"train.batch_size" = 32\n"train.epochs" = {epochs}\n"resources.cpus_per_worker" = 2\n'
-        '[grid]\n"train.seed" = [0]\n'
-    )
-    return str(path)
+    sets = {"data.train_per_class": 30, "data.test_per_class": 5, "train.batch_size": 32}
+    sets |= {"train.epochs": epochs, "resources.cpus_per_worker": 2}
+    return str(write_sweep(tmp_path / "one.toml", "one", set=sets, grid={"train.seed": [0]}))
 
 
 def stamp(path) -> tuple[bytes, int]:
