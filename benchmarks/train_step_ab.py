@@ -19,12 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import torch
 
-from vaecore import config, data
-from vaecore import train as new
+from vaecore import config, data, epoch, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,6 +53,7 @@ def main() -> None:
     torch.set_num_threads(2)
     cfg = config.load("default", [f"model.arch={args.arch}", "train.batch_size=128", "train.threads=2"])
     ds = data.subset(data.load(), args.per_class, 10)
+    new = types.SimpleNamespace(new_session=train.new_session, train_epoch=epoch.train_epoch)
     mods = {"old": load_old(args.rev), "new": new}
     sessions = {name: m.new_session(cfg) for name, m in mods.items()}
     rates = {"old": [], "new": []}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vaecore import config, data, runs, train
+from vaecore import config, data, epoch, runs, train
 from vaecore.losses import vae_loss
 from vaecore.model import build
 
@@ -58,11 +58,11 @@ def plain_loop(cfg, ds, epochs: int, device) -> float:
 
 
 def vaecore_loop(cfg, ds, epochs: int, device) -> dict:
-    """vaecore's own epoch (train.run_epoch) as fit() runs it: the data moved to the device once."""
+    """vaecore's own epoch (epoch.run_epoch) as fit() runs it: the data moved to the device once."""
     s = train.new_session(cfg, device)
     ds = data.to_device(ds, device)
     for _ in range(epochs):
-        row = train.run_epoch(s, ds, cfg, device)
+        row = epoch.run_epoch(s, ds, cfg, device)
     return row
 
 

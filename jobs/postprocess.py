@@ -7,6 +7,7 @@ folder is in use by its driver; 3 post-processing failed for at least one trial.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -43,13 +44,20 @@ def print_table(results: dict[str, dict]) -> None:
 
 
 def run(
-    sweep_dir: Path, force: bool = False, use_ray: bool | None = None, build_gallery: bool = True
+    sweep_dir: Path,
+    force: bool = False,
+    fan_out: post_sweep.FanOut | None = None,
+    build_gallery: bool = True,
+    table: bool = True,
 ) -> dict[str, dict]:
-    """Post-process every trial, print the table, then (re)build the gallery."""
+    """Post-process every trial that needs it, print the table, then (re)build the gallery.
+
+    fan_out runs the trials elsewhere (vaecore.distributed.postprocess_tasks: as Ray tasks)."""
     results = post_sweep.process_sweep(
-        sweep_dir, force=force, progress=lambda s: print(s, flush=True), use_ray=use_ray
+        sweep_dir, force=force, progress=lambda s: print(s, flush=True), fan_out=fan_out
     )
-    print_table(results)
+    if table:
+        print_table(results)
     if build_gallery:
         publish(sweep_dir)
     return results
@@ -59,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if not args.sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder not found: {args.sweep_dir}")
-    with sweeps.lock(args.sweep_dir, "jobs.postprocess"):
-        use_ray = None
-        if args.address:
-            import ray
+    with sweeps.lock(args.sweep_dir, "jobs.postprocess"), contextlib.ExitStack() as stack:
+        fan_out = None
+        if args.address:  # the same way into a cluster as jobs.sweep; then one Ray task per trial
+            from vaecore import distributed
 
-            ray.init(address=args.address, log_to_driver=False)
-            use_ray = True
-        results = run(args.sweep_dir, args.force, use_ray, not args.no_gallery)
+            stack.enter_context(distributed.ray_session(args.address))
+            fan_out = distributed.postprocess_tasks
+        results = run(args.sweep_dir, args.force, fan_out, not args.no_gallery)
     failed = sum(r["status"] == "failed" for r in results.values())
     if failed:
         print(f"{failed} of {len(results)} trials failed post-processing", file=sys.stderr)

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import jobs.postprocess
 from jobs import _cli
-from vaecore import cluster, data, runs
+from jobs.gallery import publish
+from vaecore import cluster, data, layout
 from vaecore import sweep as sweeps
 from vaecore.config import ConfigError
+from vaecore.post import sweep as post_sweep
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo.toml"
 EXIT_NONE_COMPLETED = 1  # no trial completed (others: 2 bad input or a busy folder, 3 below, 130 stopped)
@@ -110,11 +112,11 @@ class Printer:
         """', post-processed in 18.2 s' when the trial's summary.json is newer than its training."""
         if not self.sweep_dir:
             return ""
-        tdir = self.sweep_dir / "trials" / name
-        summary, status = tdir / "summary.json", tdir / "status.json"
+        trial = layout.SweepDir(self.sweep_dir).trial(name)
+        summary, status = trial.file("summary"), trial.file("status")
         if not (summary.is_file() and status.is_file()) or summary.stat().st_mtime < status.stat().st_mtime:
             return ""
-        total = runs.read_dict(summary).get("timings", {}).get("total")
+        total = trial.summary().get("timings", {}).get("total")
         return f", post-processed in {total:.1f} s" if isinstance(total, (int, float)) else ""
 
     def rebuild_gallery(self) -> None:
@@ -130,14 +132,29 @@ class Printer:
         self.built = time.time()
 
 
-def print_summary(manifest: dict) -> None:
+def print_summary(manifest: dict, post: dict[str, dict], sweep_dir: Path) -> None:
+    """The sweep's one closing table: each trial's training, then its post-processing."""
     rows = manifest["trials"]
     width = max([len(n) for n in rows] + [5])
-    print(f"\n{'trial':<{width}}  {'status':<9}  epochs  seconds  reason")
+    print(f"\n{'trial':<{width}}  {'training':<11}  epochs  seconds  {'post-processing':<16}  reason")
     for name, t in rows.items():
-        print(
-            f"{name:<{width}}  {t['status']:<9}  {t['epochs']:>6}  {t['seconds']:>7.1f}  {t['reason'][:80]}"
-        )
+        row = post.get(name)
+        done, reason = post_cell(row, layout.SweepDir(sweep_dir).trial(name)), t["reason"]
+        if not reason and row and row["status"] == "failed":
+            reason = row["reason"]
+        cells = f"{t['status']:<11}  {t['epochs']:>6}  {t['seconds']:>7.1f}  {done:<16}"
+        print(f"{name:<{width}}  {cells}  {reason[:80]}")
+
+
+def post_cell(row: dict | None, trial: layout.Trial) -> str:
+    """'done (18.2 s)' (this pass or while the sweep ran), 'failed', or '-' (not trained, or
+    --no-postprocess)."""
+    if row is None or (row["status"] == "skipped" and row["reason"] != post_sweep.UP_TO_DATE):
+        return "-"
+    if row["status"] == "failed":
+        return "failed"
+    seconds = row["seconds"] or trial.summary().get("timings", {}).get("total")
+    return f"done ({seconds:.1f} s)" if isinstance(seconds, int | float) else "done"
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -175,28 +192,48 @@ def run(sweep: sweeps.Sweep, sweep_dir: Path, args: argparse.Namespace) -> int:
     try:
         with distributed.ray_session(args.address) as extra:
             sweeps.write_manifest(sweep, sweep_dir, extra, new_run=True)
-            if todo:
-                distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
-                start = time.time()
-                live = None if args.no_postprocess else sweep_dir
-                printer = Printer(sweep.trials, live)
-                distributed.run_trials(todo, sweep_dir, printer, args.max_failures, live is not None)
-                extra["timings"]["sweep_s"] = round(time.time() - start, 2)
-            manifest = sweeps.write_manifest(sweep, sweep_dir, extra)
-            print_summary(manifest)
-            completed = [n for n, t in manifest["trials"].items() if t["status"] == "completed"]
-            if not completed:
-                return EXIT_NONE_COMPLETED
-            if not args.no_postprocess:
-                results = jobs.postprocess.run(sweep_dir)
-                if any(results.get(n, {}).get("status") == "failed" for n in completed):
-                    print("post-processing failed for a completed trial (see above)", file=sys.stderr)
-                    return EXIT_POSTPROCESS_FAILED
+            train(todo, sweep, sweep_dir, args, extra)
+            return finish(sweep, sweep_dir, args, extra)
     except KeyboardInterrupt:  # Ctrl+C or SIGTERM (Slurm preemption): nothing more is post-processed
         # After Ray has shut down, so no trial process writes its status behind this.
         sweeps.mark_interrupted(todo, sweep_dir)
         sweeps.write_manifest(sweep, sweep_dir, extra)
         raise
+
+
+def train(todo: list[sweeps.Trial], sweep: sweeps.Sweep, sweep_dir: Path, args, extra: dict) -> None:
+    """The pending trials on the cluster, each post-processed as it ends (unless --no-postprocess)."""
+    from vaecore import distributed
+
+    if not todo:
+        return
+    distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
+    start = time.time()
+    live = None if args.no_postprocess else sweep_dir
+    printer = Printer(sweep.trials, live)
+    distributed.run_trials(todo, sweep_dir, printer, args.max_failures, live is not None)
+    extra["timings"]["sweep_s"] = round(time.time() - start, 2)
+
+
+def finish(sweep: sweeps.Sweep, sweep_dir: Path, args, extra: dict) -> int:
+    """Post-process what the sweep left (quietly skipping what is done), print the one closing
+    table, rebuild the gallery; the exit status."""
+    from vaecore import distributed
+
+    manifest = sweeps.write_manifest(sweep, sweep_dir, extra)
+    completed = [n for n, t in manifest["trials"].items() if t["status"] == "completed"]
+    post = {}
+    if completed and not args.no_postprocess:
+        fan_out = distributed.postprocess_tasks
+        post = jobs.postprocess.run(sweep_dir, fan_out=fan_out, build_gallery=False, table=False)
+    print_summary(manifest, post, sweep_dir)
+    if post:
+        publish(sweep_dir)
+    if not completed:
+        return EXIT_NONE_COMPLETED
+    if any(post.get(n, {}).get("status") == "failed" for n in completed):
+        print("post-processing failed for a completed trial (see above)", file=sys.stderr)
+        return EXIT_POSTPROCESS_FAILED
     return 0
 
 

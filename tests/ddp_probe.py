@@ -17,7 +17,7 @@ import ray.train.torch
 import torch
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from vaecore import config, data, train
+from vaecore import config, data, epoch, train
 
 
 def probe_loop(loop_cfg: dict) -> None:
@@ -28,9 +28,9 @@ def probe_loop(loop_cfg: dict) -> None:
     ds = data.load_for(cfg.data, verify=False)
     s = train.new_session(cfg, "cpu", rank, wrap=ray.train.torch.prepare_model)
     shard = torch.cat(
-        train.shard_batches(len(ds.train_x), cfg.train.batch_size, cfg.train.seed, 0, rank, world)
+        epoch.shard_batches(len(ds.train_x), cfg.train.batch_size, cfg.train.seed, 0, rank, world)
     )
-    rows = [train.run_epoch(s, ds, cfg, "cpu", rank, world) for _ in range(3)]
+    rows = [epoch.run_epoch(s, ds, cfg, "cpu", rank, world) for _ in range(3)]
     params = torch.cat([p.detach().flatten() for p in s.model.parameters()]).double()
     out = {
         "shard": shard.tolist(),

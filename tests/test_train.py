@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaecore import config, data, runs, train
+from vaecore import config, data, epoch, runs, train
 from vaecore.losses import vae_loss
 from vaecore.model import build
 
@@ -17,8 +17,8 @@ from procs import job
 def test_one_epoch_on_real_images_lowers_the_test_loss(small, tiny_cfg):
     train.set_threads(tiny_cfg)
     s = train.new_session(tiny_cfg)
-    before = train.evaluate(s.model, small.test_x, tiny_cfg, "cpu")
-    row = train.run_epoch(s, small, tiny_cfg, "cpu")
+    before = epoch.evaluate(s.model, small.test_x, tiny_cfg, "cpu")
+    row = epoch.run_epoch(s, small, tiny_cfg, "cpu")
     print(
         f"test loss {before['test_loss']:.1f} -> {row['test_loss']:.1f}, "
         f"ELBO {before['test_elbo']:.1f} -> {row['test_elbo']:.1f}"
@@ -30,11 +30,11 @@ def test_one_epoch_on_real_images_lowers_the_test_loss(small, tiny_cfg):
 
 
 def test_shards_are_disjoint_equal_and_cover_the_epoch():
-    shards = [torch.cat(train.shard_batches(103, 32, seed=0, epoch=4, rank=r, world=2)) for r in range(2)]
+    shards = [torch.cat(epoch.shard_batches(103, 32, seed=0, epoch=4, rank=r, world=2)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 51
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
-    again = torch.cat(train.shard_batches(103, 32, seed=0, epoch=4, rank=0, world=2))
-    other_epoch = torch.cat(train.shard_batches(103, 32, seed=0, epoch=5, rank=0, world=2))
+    again = torch.cat(epoch.shard_batches(103, 32, seed=0, epoch=4, rank=0, world=2))
+    other_epoch = torch.cat(epoch.shard_batches(103, 32, seed=0, epoch=5, rank=0, world=2))
     assert (again == shards[0]).all() and not (other_epoch == shards[0]).all()
 
 
@@ -44,7 +44,7 @@ class Stop(Exception):
 
 def test_resuming_a_checkpoint_gives_the_same_next_epoch_as_an_uninterrupted_run(small, tiny_cfg, tmp_path):
     whole = train.fit(tiny_cfg, small, tmp_path / "whole")
-    assert whole == {"status": "completed", "reason": "", "epochs": 2}
+    assert (whole["status"], whole["reason"], whole["epochs"], whole["final"]) == ("completed", "", 2, False)
 
     def crash_after_first(row):
         raise Stop
@@ -75,7 +75,8 @@ def test_a_finished_run_re_run_from_the_command_line_writes_nothing(tmp_path):
     args += ["--set", "data.test_per_class=5"]
     first = job(*args, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert runs.read_json(run / "status.json") == {"status": "completed", "reason": "", "epochs": 1}
+    status = runs.read_json(run / "status.json")
+    assert [status[k] for k in ("status", "reason", "epochs", "final")] == ["completed", "", 1, False]
     before = snapshot(run)
     assert {p.name for p in before} >= {"model.pt", "checkpoint.pt", "metrics.jsonl", "config.json"}
     time.sleep(0.05)  # a rewrite would now show in the mtimes even on a coarse clock
@@ -105,15 +106,15 @@ def test_divergence_at_the_first_step_stops_the_run_with_its_reason_recorded(sma
 
 
 def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(small, tiny_cfg, tmp_path, monkeypatch):
-    real = train.train_epoch
+    real = epoch.train_epoch
 
     def poisoned_in_epoch_2(s, *args, **kwargs):
         if s.epoch == 1:  # one epoch done: break a weight, as a too-high learning rate would
             with torch.no_grad():
-                train.unwrap(s.model).dense.weight[0, 0] = float("inf")
+                epoch.unwrap(s.model).dense.weight[0, 0] = float("inf")
         return real(s, *args, **kwargs)
 
-    monkeypatch.setattr(train, "train_epoch", poisoned_in_epoch_2)
+    monkeypatch.setattr(epoch, "train_epoch", poisoned_in_epoch_2)
     status = train.fit(tiny_cfg, small, tmp_path)
     assert status["status"] == "failed" and status["epochs"] == 1
     assert "epoch 2, step 0" in status["reason"]
@@ -128,9 +129,9 @@ def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(small, tiny_cfg, 
 def test_an_injected_nan_weight_stops_training_at_the_first_step(small, tiny_cfg):
     s = train.new_session(tiny_cfg)
     with torch.no_grad():
-        train.unwrap(s.model).dense.weight[0, 0] = float("nan")
-    with pytest.raises(train.Diverged, match="epoch 1, step 0"):
-        train.run_epoch(s, small, tiny_cfg, "cpu")
+        epoch.unwrap(s.model).dense.weight[0, 0] = float("nan")
+    with pytest.raises(epoch.Diverged, match="epoch 1, step 0"):
+        epoch.run_epoch(s, small, tiny_cfg, "cpu")
 
 
 @pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
@@ -141,7 +142,7 @@ def test_each_scheduler_sets_the_learning_rate_as_documented(name):
     )
     s = train.new_session(cfg)
     for _ in range(2):
-        train.step_scheduler(s, test_loss=1.0)  # no improvement after the first
+        epoch.step_scheduler(s, test_loss=1.0)  # no improvement after the first
     lr = s.optimizer.param_groups[0]["lr"]
     want = {
         "plateau": 5e-4,
@@ -160,9 +161,9 @@ def reference_fit(cfg: config.Config, ds: data.FashionMNIST) -> list[dict]:
     model = build(cfg.model.arch, cfg.model.latent_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     torch.manual_seed(cfg.train.seed * 1000)
-    for epoch in range(cfg.train.epochs):
+    for e in range(cfg.train.epochs):
         model.train()
-        g = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
+        g = torch.Generator().manual_seed(cfg.train.seed * 100_003 + e)
         sums, n = dict.fromkeys(["loss", "recon", "kl", "mse"], 0.0), 0
         for idx in torch.randperm(len(ds.train_x), generator=g).split(cfg.train.batch_size):
             x = ds.train_x[idx].unsqueeze(1).float() / 255
@@ -200,14 +201,14 @@ def test_a_two_epoch_fit_has_exactly_the_metrics_of_a_plain_per_step_loop(small,
 
 @pytest.mark.parametrize("check_every", [5, 50])
 def test_a_late_read_still_names_the_first_non_finite_step(small, tiny_cfg, monkeypatch, check_every):
-    monkeypatch.setattr(train, "CHECK_EVERY", check_every)  # 50 > 32 steps: read at the end only
-    batches = train.shard_batches(len(small.train_x), 64, tiny_cfg.train.seed, epoch=0)
+    monkeypatch.setattr(epoch, "CHECK_EVERY", check_every)  # 50 > 32 steps: read at the end only
+    batches = epoch.shard_batches(len(small.train_x), 64, tiny_cfg.train.seed, epoch=0)
     x = data.to_float(small.train_x).clone()
     x[batches[7][3]] = float("nan")  # one image of step 7: its loss, then every weight, turn NaN
     s = train.new_session(tiny_cfg)
-    with pytest.raises(train.Diverged, match=r"non-finite loss \(nan\) .* at epoch 1, step 7; lower"):
-        train.run_epoch(s, replace(small, train_x=x), tiny_cfg, "cpu")
-    weight = train.unwrap(s.model).dense.weight
+    with pytest.raises(epoch.Diverged, match=r"non-finite loss \(nan\) .* at epoch 1, step 7; lower"):
+        epoch.run_epoch(s, replace(small, train_x=x), tiny_cfg, "cpu")
+    weight = epoch.unwrap(s.model).dense.weight
     assert weight.isnan().all()  # it trained on past step 7 before the read: the report looked back
 
 
@@ -220,9 +221,9 @@ def first_step_then_epoch(cfg: config.Config, ds: data.FashionMNIST) -> tuple[di
     """The first step's loss terms and gradient norm (same weights and noise whatever the
     setting), then the means of the epoch that follows, and the model."""
     s = train.new_session(cfg)
-    terms, norm = train.train_step(s, train.as_batch(ds.train_x, torch.arange(64), cfg), cfg, math.inf)
+    terms, norm = epoch.train_step(s, epoch.as_batch(ds.train_x, torch.arange(64), cfg), cfg, math.inf)
     first = {k: terms[k].item() for k in ("loss", "recon", "kl")} | {"norm": norm.item()}
-    return first, train.train_epoch(s, ds.train_x, cfg, "cpu"), train.unwrap(s.model)
+    return first, epoch.train_epoch(s, ds.train_x, cfg, "cpu"), epoch.unwrap(s.model)
 
 
 def test_bf16_autocast_trains_with_losses_close_to_fp32(small, tiny_cfg):

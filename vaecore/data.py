@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -232,3 +233,10 @@ def load_for(cfg_data, verify: bool = True) -> FashionMNIST:
     """Load and subset as a DataConfig says."""
     ds = load(cfg_data.dir, cfg_data.download, verify)
     return subset(ds, cfg_data.train_per_class, cfg_data.test_per_class)
+
+
+@functools.lru_cache(maxsize=4)
+def cached(cfg_data, verify: bool = True) -> FashionMNIST:
+    """load_for, once per process and DataConfig (on the CPU): Tune reuses a trial's process for
+    the next trial with the same resources, and post-processing reuses it for every trial."""
+    return load_for(cfg_data, verify)

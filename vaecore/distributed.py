@@ -20,8 +20,9 @@ import torch
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from vaecore import data, runs
+from vaecore import data, layout
 from vaecore.config import ConfigError
+from vaecore.post import sweep as post
 from vaecore.sweep import Trial
 from vaecore.worker import FAULT_ENV, first_line, run_trial, trial_resources
 
@@ -101,31 +102,22 @@ def run_trials(
     trial is post-processed as soon as it has trained (unless postprocess is False)."""
     if not todo:
         return
-    ray_dir = (sweep_dir / "ray").resolve()
-    specs = [
-        {
-            "name": t.name,
-            "config": asdict(t.config),
-            "ray_dir": str(ray_dir),
-            "trial_dir": str(sweep_dir.resolve() / "trials" / t.name),
-            "max_failures": max_failures,
-            "postprocess": postprocess,
-        }
-        for t in todo
-    ]
+    folder = layout.SweepDir(sweep_dir.resolve())
+    specs = [_spec(t, folder, max_failures) for t in todo]
     cluster = ray.cluster_resources()
     for t in todo:
         check_fits(cluster, t.config)
     limit = min(max_concurrent(cluster, t.config) for t in todo)
+    trainable = tune.with_parameters(run_trial, after=postprocess_trial if postprocess else None)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, trial_resources),
+        tune.with_resources(trainable, trial_resources),
         param_space={"trial": tune.grid_search(specs)},
         # reuse_actors: the next trial with the same resources runs in the same process, so
         # imports, the dataset and (on a GPU) the CUDA context are paid once per slot.
         tune_config=tune.TuneConfig(max_concurrent_trials=limit, reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune",
-            storage_path=str(ray_dir),
+            storage_path=str(folder.file("ray")),
             verbose=0,
             callbacks=[Progress(on_event)],
             # A trial whose process died (its node was lost) starts again from its checkpoint.
@@ -134,15 +126,79 @@ def run_trials(
     )
     for result in tuner.fit():
         if result.error is not None:  # the trial function itself crashed: record why
-            spec = result.config["trial"]
-            runs.write_json(
-                Path(spec["trial_dir"]) / "status.json",
-                {
-                    "status": "failed",
-                    "reason": first_line(result.error),
-                    "epochs": len(runs.read_jsonl(Path(spec["trial_dir"]) / "metrics.jsonl")),
-                },
-            )
+            layout.Trial(result.config["trial"]["trial_dir"]).mark_failed(first_line(result.error))
+
+
+def _spec(t: Trial, folder: layout.SweepDir, max_failures: int) -> dict:
+    """What a Tune trial gets: plain data (its config as a dict) and where its files go."""
+    return {
+        "name": t.name,
+        "config": asdict(t.config),
+        "ray_dir": str(folder.file("ray")),
+        "trial_dir": str(folder.trial(t.name).path),
+        "max_failures": max_failures,
+    }
+
+
+# --- post-processing, scheduled by the driver -----------------------------------------------------
+
+
+def postprocess_trial(trial_dir: str, local: bool) -> None:
+    """What the driver has each trial run once it has trained, while other trials still train.
+
+    It runs in the trial's slot, which keeps its CPUs (and GPU) until it ends, so post-processing
+    never takes CPUs from another trial. A one-worker trial's process holds them itself: it
+    post-processes in-process (its imports and dataset are warm); a DDP trial's holds none, so it
+    starts a Ray task with a worker's resources. A failure is left to the sweep's final pass,
+    which retries the trial and reports why.
+    """
+    with contextlib.suppress(Exception):
+        if local:
+            _postprocess_task(trial_dir, _assigned_cpus())
+        else:
+            options = {**post.ray_options(Path(trial_dir)), "scheduling_strategy": "DEFAULT"}
+            ray.get(ray.remote(_postprocess_task).options(**options).remote(trial_dir))
+
+
+def _postprocess_task(trial_dir: str, threads: int | None = None) -> dict:
+    quiet = lambda line: None  # noqa: E731 (the driver prints each trial's result line)
+    sweep_dir = Path(trial_dir).parent.parent
+    clf = post.reference_classifier(quiet)
+    opts = post.load_options(sweep_dir)
+    return post.process_trial(Path(trial_dir), opts, clf, progress=quiet, threads=threads or _assigned_cpus())
+
+
+def postprocess_tasks(
+    dirs: list[Path], opts, clf_state: dict, force: bool, progress: Callable[[str], None]
+) -> dict[str, dict]:
+    """Post-process trials as Ray tasks, each with a training worker's resources; a row per trial
+    as each finishes (not in submission order). A crashed task fails its trial, not the sweep."""
+    task = ray.remote(_process_with_cpus)
+    clf_ref = ray.put(clf_state)
+    pending = {task.options(**post.ray_options(d)).remote(d, opts, clf_ref, force): d for d in dirs}
+    out = {}
+    while pending:
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        d = pending.pop(ref)
+        try:
+            out[d.name] = ray.get(ref)
+        except Exception as e:
+            out[d.name] = {"status": "failed", "reason": f"ray task: {first_line(e)}", "seconds": 0.0}
+        progress(post.done_line(d, out[d.name]))
+    return {d.name: out[d.name] for d in dirs}
+
+
+def _process_with_cpus(trial_dir: Path, opts, clf_state: dict, force: bool) -> dict:
+    return post.process_trial(trial_dir, opts, clf_state, force, progress=print, threads=_assigned_cpus())
+
+
+def _assigned_cpus() -> int | None:
+    """The CPUs Ray gave the task or actor this runs in (its torch threads), or None on the driver."""
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # Ray's way of saying "this is the driver, not a worker"
+        return None
+    return max(1, round(cpus)) if cpus else None
 
 
 class Progress(tune.Callback):

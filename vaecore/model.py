@@ -128,6 +128,13 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[VAE, Config]:
     return model.eval(), cfg
 
 
+def pick_device(gpus_per_worker: float) -> torch.device:
+    """The device a one-process trial (training or post-processing) uses: the GPU it was given
+    (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0) when it asked for one and one is there."""
+    gpu = gpus_per_worker > 0 and torch.cuda.is_available()
+    return torch.device("cuda", 0) if gpu else torch.device("cpu")
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

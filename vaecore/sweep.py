@@ -24,7 +24,7 @@ from typing import Any
 
 import tomllib
 
-from vaecore import config, runs
+from vaecore import config, layout, runs
 from vaecore.config import Config, ConfigError
 
 SHORT = {
@@ -69,14 +69,7 @@ def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: i
     point's config, the [postprocess] options, and that the resolved sweep writes back as TOML.
     """
     path = Path(path)
-    raw = config.read_toml(path)
-    unknown = set(raw) - SWEEP_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown sweep key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
-    for key, tp in TOP_TYPES.items():
-        if key in raw and not isinstance(raw[key], tp):
-            want = "a table" if tp is dict else "a string"
-            raise ConfigError(f"{path}: '{key}' must be {want}, got {type(raw[key]).__name__} {raw[key]!r}")
+    raw = read_sweep_toml(path)
     name = check_sweep_name(raw.get("name", path.stem))
     base = raw.get("base", "default")
     if base.endswith(".toml"):
@@ -106,6 +99,19 @@ def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: i
     )
     check_round_trip(sweep, path)
     return sweep
+
+
+def read_sweep_toml(path: Path) -> dict:
+    """The sweep file's tables, its top-level keys and their types checked."""
+    raw = config.read_toml(path)
+    unknown = set(raw) - SWEEP_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown sweep key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
+    for key, tp in TOP_TYPES.items():
+        if key in raw and not isinstance(raw[key], tp):
+            want = "a table" if tp is dict else "a string"
+            raise ConfigError(f"{path}: '{key}' must be {want}, got {type(raw[key]).__name__} {raw[key]!r}")
+    return raw
 
 
 def check_round_trip(sweep: Sweep, path: Path) -> None:
@@ -226,7 +232,7 @@ def lock(sweep_dir: Path, what: str):
     server's byte-range locks: it works across nodes where the server supports locking, and a
     filesystem without working locks is refused with a message rather than run unprotected.
     """
-    path = sweep_dir.parent / f".{sweep_dir.name}.lock"
+    path = layout.SweepDir(sweep_dir).lock
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -273,27 +279,24 @@ def prepare(sweep: Sweep, sweep_dir: Path, fresh: bool) -> None:
             f"pass --fresh to start over, or choose another --out"
         )
     text = to_toml(sweep)
-    old = sweep_dir / "sweep.toml"
+    old = layout.SweepDir(sweep_dir).file("sweep")
     if not old.is_file() or old.read_text() != text:
         runs.atomic_write_text(old, text)
     for t in sweep.trials:
-        d = sweep_dir / "trials" / t.name
-        if not (d / "config.json").is_file():
-            runs.write_json(d / "params.json", t.params)
-            runs.write_json(d / "config.json", asdict(t.config))  # last: marks the trial as created
+        trial = layout.SweepDir(sweep_dir).trial(t.name)
+        if not trial.file("config").is_file():
+            trial.create(t.params, asdict(t.config))
 
 
 def differences(sweep: Sweep, sweep_dir: Path) -> str:
     """'' when sweep_dir is empty or holds this sweep, else what differs, in a few words."""
-    folder = sweep_dir / "trials"
-    have = {p.name for p in folder.iterdir() if (p / "config.json").is_file()} if folder.is_dir() else set()
-    extra = sorted(have - {t.name for t in sweep.trials})
+    have = {t.name: t for t in layout.SweepDir(sweep_dir).trials() if t.file("config").is_file()}
+    extra = sorted(set(have) - {t.name for t in sweep.trials})
     if extra:
         return f"its trials include {', '.join(extra[:3])}, which this sweep does not have"
     for t in sweep.trials:
         if t.name in have:
-            old = runs.read_dict(folder / t.name / "config.json")
-            changed = config.diff(old, asdict(t.config))
+            changed = config.diff(have[t.name].config(), asdict(t.config))
             if changed:
                 return f"trial {t.name} was created with a different config: {'; '.join(changed[:3])}"
     return ""
@@ -302,12 +305,11 @@ def differences(sweep: Sweep, sweep_dir: Path) -> str:
 def pending(sweep: Sweep, sweep_dir: Path, retry_failed: bool) -> list[Trial]:
     """Trials still to train. A completed trial is kept; a diverged one is final unless
     retry_failed; one that failed for any other reason (a crash, a lost node) is trained again."""
+    folder = layout.SweepDir(sweep_dir)
     todo = []
     for t in sweep.trials:
-        status = runs.read_dict(sweep_dir / "trials" / t.name / "status.json")
-        if status.get("status") == "completed":
-            continue
-        if status.get("status") == "failed" and status.get("final") and not retry_failed:
+        trial = folder.trial(t.name)
+        if trial.completed() or (trial.status().final and not retry_failed):
             continue
         todo.append(t)
     return todo
@@ -320,10 +322,7 @@ def mark_interrupted(trials: list[Trial], sweep_dir: Path) -> None:
     relabelled too. Completed and diverged (final) trials keep their status.
     """
     for t in trials:
-        path = sweep_dir / "trials" / t.name / "status.json"
-        status = runs.read_dict(path)
-        if status.get("status") != "completed" and not status.get("final"):
-            runs.write_json(path, {**status, "status": "interrupted", "reason": "the driver was stopped"})
+        layout.SweepDir(sweep_dir).trial(t.name).mark_interrupted()
 
 
 def write_manifest(sweep: Sweep, sweep_dir: Path, extra: dict, new_run: bool = False) -> dict:
@@ -332,45 +331,38 @@ def write_manifest(sweep: Sweep, sweep_dir: Path, extra: dict, new_run: bool = F
     new_run appends this driver's start, code revision and versions to "history", so a sweep
     trained across several code versions says so.
     """
-    path = sweep_dir / "manifest.json"
-    manifest = runs.read_dict(path) or {"created": _now()}
+    folder = layout.SweepDir(sweep_dir)
+    manifest = folder.manifest() or {"created": _now()}
     if new_run:
         history = manifest.get("history") if isinstance(manifest.get("history"), list) else []
-        history.append(
-            {
-                "started": _now(),
-                "git": runs.git_revision(),
-                "versions": runs.versions(),
-                "host": socket.gethostname(),
-            }
-        )
-        manifest["history"] = history
+        manifest["history"] = [*history, {"started": _now(), **layout.provenance()}]
+    prov = layout.provenance()
     manifest.update(
-        {
-            "sweep": sweep.name,
-            "base": sweep.base,
-            "grid": sweep.grid,
-            "set": sweep.overrides,
-            "description": sweep.description,
-            "updated": _now(),
-            "git": runs.git_revision(),
-            "versions": runs.versions(),
-            **extra,
-        }
+        sweep=sweep.name,
+        base=sweep.base,
+        grid=sweep.grid,
+        set=sweep.overrides,
+        description=sweep.description,
+        updated=_now(),
+        git=prov["git"],
+        versions=prov["versions"],
+        **extra,
     )
-    manifest["trials"] = {}
-    for t in sweep.trials:
-        status = runs.read_dict(sweep_dir / "trials" / t.name / "status.json")
-        manifest["trials"][t.name] = {
-            "params": t.params,
-            "status": status.get("status", "pending"),
-            "reason": status.get("reason", ""),
-            "epochs": status.get("epochs", 0),
-            "seconds": status.get("seconds", 0.0),
-            "config_digest": config.digest(asdict(t.config)),
-        }
-    runs.write_json(path, manifest)
+    manifest["trials"] = {t.name: _manifest_entry(t, folder.trial(t.name)) for t in sweep.trials}
+    folder.write_manifest(manifest)
     return manifest
+
+
+def _manifest_entry(t: Trial, trial: layout.Trial) -> dict:
+    status = trial.status()
+    return {
+        "params": t.params,
+        "status": status.status.value,
+        "reason": status.reason,
+        "epochs": status.epochs,
+        "seconds": status.seconds if status.seconds is not None else 0.0,
+        "config_digest": config.digest(asdict(t.config)),
+    }
 
 
 def _now() -> str:

@@ -4,19 +4,18 @@ and waits on fit(), and the Train worker loop it runs (local mode for one worker
 Ray 2.60 runs Train V2, where a Tune trial is a plain function that builds a TorchTrainer and
 waits on fit(). The Train run's name is stable per trial ("train-<trial>"), so a worker restart, a
 trial retry or a re-run of the whole sweep continues from the trial's latest checkpoint. The driver
-side (which trials, on which cluster) is vaecore/distributed.py.
+side (which trials, on which cluster, what runs after a trial) is vaecore/distributed.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import os
 import shutil
-import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -28,7 +27,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune import PlacementGroupFactory
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from vaecore import data, runs, train
+from vaecore import data, layout, model, runs, train
 from vaecore.config import digest, from_dict
 
 FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it missing crashes once
@@ -38,96 +37,105 @@ FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it
 
 
 def train_loop_per_worker(loop_cfg: dict) -> None:
-    """Run on every worker: DDP-wrap the model, resume from Ray's checkpoint, train, report.
+    """Run on every worker: vaecore.train's one loop, with a Ray reporter around it.
 
     A single-worker trial runs in Train's local mode (loop_cfg["local"]): in the trial's own process.
     There Ray 2.60 refuses the ray.train.* calls inside a Tune trial, and a reported checkpoint would
-    stay in memory, so this loop writes its checkpoints to the Train run's folder itself, resumes
-    from there and reports epochs to Tune directly.
+    stay in memory, so its reporter writes checkpoints to the Train run's folder itself, resumes
+    from there and reports epochs to Tune directly. More workers: DDP, Ray's checkpoints.
     """
-    clock = {"entered": time.time()}  # where a trial's time goes, beside the epochs themselves
-    cfg, trial_dir = from_dict(loop_cfg["config"]), Path(loop_cfg["trial_dir"])
-    local = loop_cfg.get("local", False)
+    cfg, trial = from_dict(loop_cfg["config"]), layout.Trial(loop_cfg["trial_dir"])
+    run_dir, local = Path(loop_cfg["run_dir"]), loop_cfg.get("local", False)
     if local:
-        rank, world, checkpoint, wrap = 0, 1, None, None
-        gpu = cfg.resources.gpus_per_worker > 0 and torch.cuda.is_available()
-        device = torch.device("cuda", 0) if gpu else torch.device("cpu")  # Ray set CUDA_VISIBLE_DEVICES
+        rank, world, wrap = 0, 1, None
+        device = model.pick_device(cfg.resources.gpus_per_worker)  # Ray set CUDA_VISIBLE_DEVICES
     else:
         ctx = ray.train.get_context()
-        rank, world = ctx.get_world_rank(), ctx.get_world_size()
-        checkpoint, wrap = ray.train.get_checkpoint(), ray.train.torch.prepare_model
+        rank, world, wrap = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.prepare_model
         device = ray.train.torch.get_device()
-    train.set_threads(cfg)
-    ds = _dataset(cfg.data, str(device))  # the driver verified the files before starting
-    s = train.new_session(cfg, device, rank, wrap=wrap)
-    # The newest readable checkpoint on disk, not only the one Ray registered: a worker (or its
-    # node) that dies right after writing a checkpoint, before Ray's controller registers it, or a
-    # driver killed at that moment, would otherwise cost the trial that epoch or all of them.
-    resume_dir = latest_checkpoint(Path(loop_cfg["run_dir"]))
-    if checkpoint or resume_dir:
-        with contextlib.nullcontext(resume_dir) if resume_dir else checkpoint.as_directory() as d:
-            train.load_state(s, runs.torch_load(Path(d) / "checkpoint.pt", device), cfg, device, rank)
-        if rank == 0:
-            _log_event(trial_dir, "resumed", s.epoch)
-    clock["ready"] = time.time()
-    try:
-        while s.epoch < cfg.train.epochs:
-            row = train.run_epoch(s, ds, cfg, device, rank, world)
-            if local:
-                _report_local(s, cfg, row, trial_dir, Path(loop_cfg["run_dir"]), device)
-            else:
-                _report(s, cfg, row, trial_dir, rank, device)
-            _maybe_fail_once(rank, s.epoch < cfg.train.epochs)
-    except train.Diverged as e:
-        # Every rank sees the same non-finite gradients, so all stop here together. Retrying from
-        # the checkpoint would diverge again, so this is a result, not a crash.
-        if rank == 0:
-            runs.write_json(trial_dir / "diverged.json", {"reason": str(e), "epoch": s.epoch + 1})
-        (tune.report if local else ray.train.report)({"diverged": 1.0, "epoch": s.epoch})
-        return
-    if rank == 0:
-        train.save_model(s, cfg, trial_dir)
-        runs.write_json(trial_dir / "worker_clock.json", {**clock, "done": time.time()})
+    reporter = (LocalMode if local else Workers)(cfg, trial, run_dir, rank)
+    ds = data.cached(cfg.data, verify=False)  # once per process; the driver verified the files
+    out = train.train_loop(cfg, ds, trial, reporter, device, rank, world, wrap)
+    if out.diverged:
+        reporter.send({"diverged": 1.0, "epoch": out.epochs})
+    elif rank == 0:
+        runs.write_json(trial.file("worker_clock"), {**reporter.clock, "done": time.time()})
 
 
-@functools.lru_cache(maxsize=2)
-def _dataset(cfg_data, device: str) -> data.FashionMNIST:
-    """Once per process, on the training device (uint8, 55 MB at most): Tune reuses a trial's
-    process for the next trial with the same resources."""
-    return data.to_device(data.load_for(cfg_data, verify=False), device)
+class RayReporter(train.Reporter):
+    """Resumes from the newest checkpoint on disk; records when the worker was ready; the tests'
+    fault switch. Subclasses store checkpoints and send results."""
+
+    def __init__(self, cfg, trial: layout.Trial, run_dir: Path, rank: int):
+        self.epochs, self.trial, self.run_dir, self.rank = cfg.train.epochs, trial, run_dir, rank
+        self.clock = {"entered": time.time()}  # where a trial's time goes, beside its epochs
+
+    def resume(self, device) -> dict | None:
+        # The newest readable checkpoint on disk, not only the one Ray registered: a worker (or its
+        # node) that dies right after writing a checkpoint, before Ray's controller registers it, or
+        # a driver killed at that moment, would otherwise cost the trial that epoch or all of them.
+        found = latest_checkpoint(self.run_dir)
+        checkpoint = None if found else self.registered()
+        if not (found or checkpoint):
+            return None
+        with contextlib.nullcontext(found) if found else checkpoint.as_directory() as d:
+            return runs.torch_load(Path(d) / "checkpoint.pt", device)
+
+    def registered(self):
+        return None
+
+    def started(self, epoch: int) -> None:
+        self.clock["ready"] = time.time()
+        if epoch and self.rank == 0:
+            self.trial.log_event("resumed", epoch)
+
+    def report(self, row: dict) -> None:
+        self.progress(row)
+        _maybe_fail_once(self.rank, row["epoch"] < self.epochs)
+
+    def progress(self, row: dict) -> None:
+        """The epoch's result, once its files are written."""
+        self.send(row)
+
+    def send(self, row: dict) -> None:
+        """A result to Tune (through Train, for workers)."""
+        raise NotImplementedError
 
 
-def _report(s: train.Session, cfg, row: dict, trial_dir: Path, rank: int, device) -> None:
-    """Rank 0 writes our files and a Ray checkpoint; every rank reports (Ray expects all to)."""
-    rng = train.gather_rng(device)  # every rank's random state: the resume is exact for each
-    if rank != 0:
-        ray.train.report(row)
-        return
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(train.state_dict(s, cfg, rng), Path(d) / "checkpoint.pt")
-        ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
-    # After the checkpoint is stored: an epoch in metrics.jsonl is never lost by a crash.
-    train.write_epoch_files(s, trial_dir, device)
-
-
-def _report_local(s: train.Session, cfg, row: dict, trial_dir: Path, run_dir: Path, device) -> None:
+class LocalMode(RayReporter):
     """Local mode: Train keeps a reported checkpoint in memory only, so write it where Ray would
-    (<run_dir>/checkpoint_<time>/, the two newest kept), then our files, then tell Tune."""
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")  # sorts like Ray's names
-    runs.torch_save(
-        train.state_dict(s, cfg, train.gather_rng(device)), run_dir / f"checkpoint_{stamp}" / "checkpoint.pt"
-    )
-    for old in sorted(run_dir.glob("checkpoint_*"))[:-2]:
-        shutil.rmtree(old, ignore_errors=True)
-    train.write_epoch_files(s, trial_dir, device)
-    tune.report(row)
+    (<run_dir>/checkpoint_<time>/, the two newest kept); epochs go to Tune directly."""
+
+    def save(self, state: dict | None, row: dict) -> None:
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")  # sorts like Ray's names
+        runs.torch_save(state, self.run_dir / f"checkpoint_{stamp}" / "checkpoint.pt")
+        for old in sorted(self.run_dir.glob("checkpoint_*"))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def send(self, row: dict) -> None:
+        tune.report(row)
 
 
-def _log_event(trial_dir: Path, event: str, epoch: int) -> None:
-    """events.jsonl: what happened to a trial besides its epochs (resumes after a failure)."""
-    rows = runs.read_jsonl(trial_dir / "events.jsonl")
-    rows.append({"event": event, "epoch": epoch, "time": round(time.time(), 1)})
-    runs.write_jsonl(trial_dir / "events.jsonl", rows)
+class Workers(RayReporter):
+    """DDP workers: rank 0 hands Ray a checkpoint with its epoch's result; every rank reports
+    (Ray expects all to), so the report happens when the checkpoint is saved."""
+
+    def registered(self):
+        return ray.train.get_checkpoint()
+
+    def save(self, state: dict | None, row: dict) -> None:
+        if state is None:
+            ray.train.report(row)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / "checkpoint.pt")
+            ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    def progress(self, row: dict) -> None:
+        pass  # reported with its checkpoint, in save()
+
+    def send(self, row: dict) -> None:
+        ray.train.report(row)
 
 
 def _maybe_fail_once(rank: int, more_to_do: bool) -> None:
@@ -141,7 +149,7 @@ def _maybe_fail_once(rank: int, more_to_do: bool) -> None:
 # --- one Tune trial -----------------------------------------------------------------------------
 
 
-def run_trial(tune_cfg: dict) -> None:
+def run_trial(tune_cfg: dict, after: Callable[[str, bool], None] | None = None) -> None:
     """A Tune function trainable: one TorchTrainer for one grid point; writes status.json.
 
     A single-worker trial uses Train's local mode (num_workers=0): it trains in this process,
@@ -149,39 +157,26 @@ def run_trial(tune_cfg: dict) -> None:
     trial (seconds each: benchmarks/trial_overhead.py). Local mode has no FailureConfig, so a crash
     is retried here (up to max_failures times, each resuming from the newest checkpoint), and a
     lost process by Tune's own retries. More workers: Train's worker group with DDP, as before.
+    `after(trial_dir, local)`, the driver's, runs once the trial has completed, in its slot.
     """
     spec = tune_cfg["trial"]
-    cfg, trial_dir = from_dict(spec["config"]), Path(spec["trial_dir"])
-    runs.write_json(trial_dir / "status.json", {"status": "running", "reason": ""})
-    (trial_dir / "diverged.json").unlink(missing_ok=True)
-    (trial_dir / "worker_clock.json").unlink(missing_ok=True)
-    run_dir = Path(spec["ray_dir"]) / f"train-{spec['name']}"
+    cfg, trial = from_dict(spec["config"]), layout.Trial(spec["trial_dir"])
+    trial.mark_running()
     local = is_local(cfg)
-    trainer = _trainer(spec, cfg, run_dir, local)
-    start = time.time()
+    trainer = _trainer(spec, cfg, Path(spec["ray_dir"]) / f"train-{spec['name']}", local)
+    start, error = time.time(), ""
     for _ in range(spec["max_failures"] + 1 if local else 1):
         try:
             trainer.fit()
-            status = {"status": "completed", "reason": ""}
+            error = ""
             break
         except Exception as e:  # a crash after all retries: record it, let the other trials go on
-            status = {"status": "failed", "reason": first_line(e)}
-    diverged = runs.read_dict(trial_dir / "diverged.json")
-    if diverged:  # final: training again would diverge again (--retry-failed overrides)
-        status = {"status": "failed", "reason": diverged.get("reason", "diverged"), "final": True}
-    elif status["status"] == "completed" and not (trial_dir / "model.pt").is_file():
-        status = {"status": "failed", "reason": "training ended without writing model.pt"}
-    status["epochs"] = len(runs.read_jsonl(trial_dir / "metrics.jsonl"))
-    status["seconds"] = round(time.time() - start, 2)
-    status.update(overheads(runs.read_dict(trial_dir / "worker_clock.json"), start))
-    status.update(provenance(spec["config"]))
-    runs.write_json(trial_dir / "status.json", status)
-    if status["status"] == "completed" and spec.get("postprocess", True):
-        if local:  # this process holds the trial's CPUs (and GPU): post-process right here
-            with contextlib.suppress(Exception):  # the final pass retries the trial and says why
-                _postprocess_task(str(trial_dir))
-        else:
-            postprocess(trial_dir)
+            error = first_line(e)
+    extra = overheads(runs.read_dict(trial.file("worker_clock")), start)
+    status = trial.outcome(error, time.time() - start, config_digest=digest(spec["config"]), **extra)
+    trial.write_status(status)
+    if after and status.status is layout.Status.COMPLETED:
+        after(str(trial.path), local)
 
 
 def is_local(cfg) -> bool:
@@ -228,40 +223,6 @@ def _trainer(spec: dict, cfg, run_dir: Path, local: bool) -> TorchTrainer:
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
-
-
-def postprocess(trial_dir: Path) -> None:
-    """Post-process a trial as soon as it has trained, while other trials still train.
-
-    A Ray task holding the CPUs (and GPU) this trial's training just released; the trial keeps its
-    slot until it ends, so it never takes CPUs from another trial. A failure here is left to the
-    sweep's final post-processing pass, which retries the trial and reports why.
-    """
-    from vaecore.post import sweep as post
-
-    # Outside the trial's placement group (which holds no CPUs): the cluster's free CPUs.
-    options = {**post.ray_options(trial_dir), "scheduling_strategy": "DEFAULT"}
-    with contextlib.suppress(Exception):  # the final pass retries the trial and reports why
-        ray.get(ray.remote(_postprocess_task).options(**options).remote(str(trial_dir)))
-
-
-def _postprocess_task(trial_dir: str) -> dict:
-    from vaecore.post import sweep as post
-
-    quiet = lambda line: None  # noqa: E731 (the driver prints each trial's result line)
-    sweep_dir = Path(trial_dir).parent.parent
-    clf = post.reference_classifier(quiet)
-    return post.process_trial(Path(trial_dir), post.load_options(sweep_dir), clf, progress=quiet)
-
-
-def provenance(cfg_dict: dict) -> dict:
-    """What trained a trial: its config's digest, the code revision, versions, the host."""
-    return {
-        "config_digest": digest(cfg_dict),
-        "git": runs.git_revision(),
-        "versions": runs.versions(),
-        "host": socket.gethostname(),
-    }
 
 
 def overheads(clock: dict, start: float) -> dict:

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import tomllib
 
 import vaecore
-from vaecore import config, runs
+from vaecore import config, layout, runs
 from vaecore.gallery import index, pages, plots
 from vaecore.gallery.format import number
 
@@ -37,8 +36,8 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,80}")
 
 def _toml(path: Path) -> dict:
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, ValueError):
+        return config.read_toml(path)
+    except (OSError, ValueError):  # ConfigError (missing, not TOML) and UnicodeDecodeError are ValueErrors
         return {}
 
 
@@ -77,28 +76,29 @@ def page_name(name: str) -> str:
 
 def load_run(tdir: Path, entry: dict) -> dict:
     """Everything the gallery shows about one trial, as plain data; absent files become empty values."""
-    status = {**entry, **_read(tdir, "status.json")}
-    summary = _read(tdir, "summary.json") or None
-    params = _read(tdir, "params.json") or entry.get("params") or (summary or {}).get("params")
+    files = layout.TRIAL_FILES
+    raw = {**entry, **_read(tdir, files["status"])}
+    status = layout.parse_status(raw)
+    summary = _read(tdir, files["summary"]) or None
+    params = _read(tdir, files["params"]) or entry.get("params") or (summary or {}).get("params")
     arts = (summary or {}).get("artifacts")
     artifacts = {k: p for k, v in (arts if isinstance(arts, dict) else {}).items() if (p := _inside(tdir, v))}
     epochs_dir = tdir / "epochs"
     frames = sorted(p.name for p in epochs_dir.glob("samples_*.png") if _inside(tdir, f"epochs/{p.name}"))
-    state = str(status.get("status") or "pending")
-    if state not in ("completed", "failed", "running"):
-        state = "pending"
+    shown = (layout.Status.COMPLETED, layout.Status.FAILED, layout.Status.RUNNING)
+    state = status.status.value if status.status in shown else "pending"
     return {
         "name": tdir.name,
         "page": page_name(tdir.name) + ".html",
         "state": state,
         "post_processed": summary is not None,
-        "reason": str(status.get("reason") or ""),
-        "epochs": number(status.get("epochs")),
-        "seconds": number(status.get("seconds")),
+        "reason": status.reason,
+        "epochs": number(raw.get("epochs")),
+        "seconds": number(raw.get("seconds")),
         "params": params if isinstance(params, dict) else {},
-        "config": _read(tdir, "config.json") or (summary or {}).get("config") or {},
+        "config": _read(tdir, files["config"]) or (summary or {}).get("config") or {},
         "summary": summary or {},
-        "history": runs.read_jsonl(tdir / "metrics.jsonl") if _inside(tdir, "metrics.jsonl") else [],
+        "history": runs.read_jsonl(tdir / files["metrics"]) if _inside(tdir, files["metrics"]) else [],
         "artifacts": artifacts,
         "frames": [f"epochs/{f}" for f in frames],
         "downloads": [f for f in DOWNLOADS if _inside(tdir, f)],

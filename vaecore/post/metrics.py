@@ -12,8 +12,8 @@ S_a^1/2 S_b S_a^1/2 (symmetric, so eigh is stable and we need no scipy).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,8 +23,17 @@ from vaecore.data import to_float
 from vaecore.losses import kl_per_dim, neg_log_likelihood, pixel_error
 from vaecore.post.classifier import predict
 
-if TYPE_CHECKING:
-    from vaecore.post.reference import RealStats
+
+@dataclass(frozen=True)
+class RealStats:
+    """The real side of every FID (vaecore.post.reference computes and caches it)."""
+
+    key: str
+    mean: torch.Tensor  # (F,) float64: test-image features
+    cov: torch.Tensor  # (F, F) float64
+    cov_half: torch.Tensor  # (F, F): sqrt_psd(cov), the one matrix square root the FIDs need
+    floor_fid: float  # FID of real train images (floor_x) against the test images
+
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,20 +20,12 @@ from torch import nn
 from vaecore import runs
 from vaecore.post import metrics
 from vaecore.post.classifier import predict
+from vaecore.post.metrics import RealStats
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the cached fields change; part of the key
 _MEMO: dict[str, RealStats] = {}  # key -> stats: trials run by one process share them
-
-
-@dataclass(frozen=True)
-class RealStats:
-    key: str
-    mean: torch.Tensor  # (F,) float64: test-image features
-    cov: torch.Tensor  # (F, F) float64
-    cov_half: torch.Tensor  # (F, F): sqrt_psd(cov), the one matrix square root the FIDs need
-    floor_fid: float  # FID of real train images (floor_x) against the test images
 
 
 def floor_images(train_x: torch.Tensor, n: int) -> torch.Tensor:

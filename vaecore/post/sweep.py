@@ -1,17 +1,16 @@
-"""Post-processing of a sweep: which trials, the skip key, Ray tasks or in-process, progress lines.
+"""Post-processing of a sweep: which trials, the skip key, one trial at a time, progress lines.
 
 Reads only what each trial saved (config.json, model.pt, metrics.jsonl, status.json, params.json).
 summary.json is written last and carries an `inputs` hash, so an interrupted trial is redone and
-an unchanged one is skipped.
+an unchanged one is skipped. Imports no Ray: a caller with a Ray session hands process_sweep a
+`fan_out` (vaecore.distributed.postprocess_tasks) to run the trials as tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from vaecore import data, runs
-from vaecore.config import ConfigError, read_toml
+from vaecore import data, layout
+from vaecore.config import ConfigError, from_dict, read_toml
+from vaecore.model import pick_device
 from vaecore.post import classifier
 from vaecore.post.trial import Options, TrialError, options_from, run_pipeline
 
@@ -61,31 +61,18 @@ def inputs_hash(trial_dir: Path, opts: Options, clf_key: str) -> str:
 # --- one trial ----------------------------------------------------------------------------------
 
 
-def why_not_ready(trial_dir: Path) -> str:
-    """'' if the trial can be post-processed, else the reason it cannot."""
-    status = runs.read_json(trial_dir / "status.json", {}) or {}
-    if status.get("status") != "completed":
-        reason = status.get("reason") or "no status.json"
-        return f"training not completed (status {status.get('status', 'missing')!r}: {reason})"
-    if not (trial_dir / "model.pt").is_file():
-        return "no model.pt"
-    return ""
-
-
 def skip_reason(trial_dir: Path, opts: Options, clf_key: str, force: bool = False) -> tuple[str, str]:
     """('', inputs key) if the trial needs post-processing, else (why not, key or ''). Cheap: hashes
     a few files, so the driver can ask before starting a task."""
-    reason = why_not_ready(trial_dir)
+    reason = layout.Trial(trial_dir).why_not_completed()
     if reason:
         return reason, ""
     key = inputs_hash(trial_dir, opts, clf_key)
-    old = runs.read_json(trial_dir / "summary.json", {}) or {}
-    return ("up to date" if not force and old.get("inputs") == key else ""), key
+    old = layout.Trial(trial_dir).summary()
+    return (UP_TO_DATE if not force and old.get("inputs") == key else ""), key
 
 
-@functools.lru_cache(maxsize=4)
-def _dataset(folder: str, train_per_class: int, test_per_class: int) -> data.FashionMNIST:
-    return data.subset(data.load(folder), train_per_class, test_per_class)
+UP_TO_DATE = "up to date"  # the skip reason of a trial whose summary.json has this very inputs key
 
 
 def process_trial(
@@ -94,27 +81,25 @@ def process_trial(
     clf_state: dict,
     force: bool = False,
     progress: Callable[[str], None] = print,
+    threads: int | None = None,
 ) -> dict:
-    """Post-process one trial; never raises for a bad trial, returns its status row."""
+    """Post-process one trial; never raises for a bad trial, returns its status row. threads:
+    torch's for this trial ([postprocess] threads wins; a Ray task passes its CPUs)."""
     trial_dir, name, start = Path(trial_dir), Path(trial_dir).name, time.perf_counter()
     row = {"status": "skipped", "reason": "", "seconds": 0.0}
     try:
         row["reason"], key = skip_reason(trial_dir, opts, clf_state["info"]["key"], force)
         if row["reason"]:
             return row
-        cfg_dict = json.loads((trial_dir / "config.json").read_text())
-        ds = _dataset(
-            cfg_dict["data"]["dir"], cfg_dict["data"]["train_per_class"], cfg_dict["data"]["test_per_class"]
-        )
-        device = (
-            "cuda" if cfg_dict["resources"]["gpus_per_worker"] > 0 and torch.cuda.is_available() else "cpu"
-        )
-        with pinned_threads(opts.threads or _ray_task_cpus()):
+        cfg = from_dict(json.loads((trial_dir / "config.json").read_text()))
+        ds = data.cached(cfg.data)
+        device = str(pick_device(cfg.resources.gpus_per_worker))
+        with pinned_threads(opts.threads or threads):
             summary = run_pipeline(
                 trial_dir, ds, opts, clf_state, device, lambda step: progress(f"[{name}] {step}")
             )
         summary["inputs"] = key
-        runs.write_json(trial_dir / "summary.json", summary)  # last: marks the trial as done
+        layout.Trial(trial_dir).write_summary(summary)  # last: marks the trial as done
         row.update(status="done", reason="")
     except (TrialError, ConfigError, data.DataError, OSError, KeyError, ValueError, RuntimeError) as e:
         row.update(status="failed", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -138,18 +123,6 @@ def pinned_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _ray_task_cpus() -> int | None:
-    """The CPUs Ray gave the task this process is running, or None outside a Ray task."""
-    ray = sys.modules.get("ray")  # never import Ray here: vaecore imports without it
-    if ray is None or not ray.is_initialized():
-        return None
-    try:
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    except AssertionError:  # Ray's way of saying "this is the driver, not a worker"
-        return None
-    return max(1, round(cpus)) if cpus else None
-
-
 # --- the sweep ----------------------------------------------------------------------------------
 
 
@@ -163,96 +136,65 @@ def reference_classifier(progress: Callable[[str], None] = print) -> dict:
 
 
 def trial_dirs(sweep_dir: Path) -> list[Path]:
-    folder = Path(sweep_dir) / "trials"
-    if not folder.is_dir():
+    folder = layout.SweepDir(sweep_dir)
+    if not folder.file("trials").is_dir():
         raise FileNotFoundError(
             f"{sweep_dir} is not a sweep folder (no trials/ inside); "
             f"pass <out>/<sweep> as written by jobs.sweep"
         )
-    return sorted(p for p in folder.iterdir() if p.is_dir())
+    return [t.path for t in folder.trials()]
 
 
 def ray_options(trial_dir: Path) -> dict:
     """The Ray resources to post-process a trial with: those one of its training workers had."""
-    cfg = runs.read_json(trial_dir / "config.json", {}) or {}
-    res = cfg.get("resources", {})
+    res = layout.Trial(trial_dir).config().get("resources", {})
     gpus = 1 if res.get("gpus_per_worker", 0) > 0 else 0
     return {"num_cpus": max(1, int(res.get("cpus_per_worker", 1))), "num_gpus": gpus}
-
-
-def _run_ray(
-    dirs: list[Path], opts: Options, clf_state: dict, force: bool, progress: Callable[[str], None]
-) -> dict[str, dict]:
-    import ray
-
-    task = ray.remote(process_trial)
-    clf_ref = ray.put(clf_state)
-    pending = {task.options(**ray_options(d)).remote(d, opts, clf_ref, force): d for d in dirs}
-    out = {}
-    while pending:  # report each trial as it finishes, not in submission order
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        d = pending.pop(ref)
-        try:
-            out[d.name] = ray.get(ref)
-        except Exception as e:  # a crashed worker fails its trial, not the sweep
-            out[d.name] = {
-                "status": "failed",
-                "reason": f"ray task: {str(e).splitlines()[0]}",
-                "seconds": 0.0,
-            }
-        progress(done_line(d, out[d.name]))
-    return {d.name: out[d.name] for d in dirs}
 
 
 def done_line(trial_dir: Path, row: dict) -> str:
     """'[z3] done in 38.1 s (encode 8.4, iwae 10.0, ...)' from the trial's row and summary.json."""
     line = f"[{trial_dir.name}] {row['status']}"
     if row["status"] == "done":
-        timings = (runs.read_json(trial_dir / "summary.json", {}) or {}).get("timings", {})
+        timings = layout.Trial(trial_dir).summary().get("timings", {})
         steps = ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if k != "total" and v >= 0.05)
         return f"{line} in {row['seconds']:.1f} s ({steps})"
     return f"{line} {row['reason']}".rstrip()
 
 
-def process_sweep(
-    sweep_dir: Path, force: bool = False, progress: Callable[[str], None] = print, use_ray: bool | None = None
-) -> dict[str, dict]:
-    """Post-process every trial of a sweep: trial name -> {"status", "reason", "seconds"}.
+FanOut = Callable[[list[Path], Options, dict, bool, Callable[[str], None]], dict[str, dict]]
 
-    Runs each trial as a Ray task when Ray is initialised (or use_ray=True), else in-process.
+
+def process_sweep(
+    sweep_dir: Path,
+    force: bool = False,
+    progress: Callable[[str], None] = print,
+    fan_out: FanOut | None = None,
+) -> dict[str, dict]:
+    """Post-process every trial of a sweep that needs it: trial name -> {"status", "reason", "seconds"}.
+
+    Trials that are up to date or not trained are skipped quietly (their rows say why); the others
+    run in this process, one after another, or through fan_out (e.g. as Ray tasks).
     """
-    sweep_dir = Path(sweep_dir)
     dirs = trial_dirs(sweep_dir)
     opts = load_options(sweep_dir)
-    clf_state = reference_classifier(progress)
-    if use_ray is None:
-        use_ray = _ray_ready()
-    if use_ray:  # only trials with work to do become tasks (a task start costs seconds)
-        out, todo = {}, []
-        for d in dirs:
-            try:
-                reason = skip_reason(d, opts, clf_state["info"]["key"], force)[0]
-            except OSError:
-                reason = ""  # the task reports it as the trial's failure
-            if reason:
-                out[d.name] = {"status": "skipped", "reason": reason, "seconds": 0.0}
-                progress(done_line(d, out[d.name]))
-            else:
-                todo.append(d)
-        if todo:
-            progress(f"post-processing {len(todo)} trials as Ray tasks")
-            out.update(_run_ray(todo, opts, clf_state, force, progress))
-        return {d.name: out[d.name] for d in dirs}
-    out = {}
-    for d in dirs:
+    clf_state = reference_classifier(lambda line: None)
+    out, todo = {}, []
+    for d in dirs:  # cheap (a few hashes): only trials with work to do start a task
+        try:
+            reason = skip_reason(d, opts, clf_state["info"]["key"], force)[0]
+        except OSError:
+            reason = ""  # process_trial reports it as the trial's failure
+        out[d.name] = {"status": "skipped", "reason": reason, "seconds": 0.0}
+        if not reason:
+            todo.append(d)
+    if todo:
+        reference_classifier(progress)  # cached now: says which classifier scores the FIDs
+        how = " as Ray tasks" if fan_out else ""
+        progress(f"post-processing {len(todo)} trial{'s' if len(todo) != 1 else ''}{how}")
+    if todo and fan_out:
+        out.update(fan_out(todo, opts, clf_state, force, progress))
+    for d in todo if not fan_out else []:
         out[d.name] = process_trial(d, opts, clf_state, force, progress)
         progress(done_line(d, out[d.name]))
-    return out
-
-
-def _ray_ready() -> bool:
-    try:
-        import ray
-    except ImportError:
-        return False
-    return ray.is_initialized()
+    return {d.name: out[d.name] for d in dirs}
