@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Install everything (scripts/setup.sh), then run the whole test suite. Integration tests start
-# the real services they use themselves: a local Ray, a one-node Slurm, headless Chromium.
+# Install everything (scripts/setup.sh), check the import contracts, then run the whole test suite.
+# Integration tests start the real services they use themselves: a local Ray, a one-node Slurm,
+# headless Chromium.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not integration"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p test-artifacts
+# The stage boundaries (pyproject.toml [tool.importlinter]): a broken contract fails here.
+.venv/bin/lint-imports --no-cache
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

@@ -75,7 +75,7 @@ def test_one_catalogue_row_and_one_fit_function_add_a_sampler_everywhere(fmnist,
     train.fit(cfg, data.subset(fmnist, 20, 10), sweep / "trials" / "z2")
     runs.write_json(sweep / "manifest.json", {"sweep": "toy", "trials": {}})
 
-    results = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    results = post_sweep.process_sweep(sweep, progress=lambda s: None)
     assert results["z2"]["status"] == "done", results
     tdir = sweep / "trials" / "z2"
     s = json.loads((tdir / "summary.json").read_text())

@@ -80,7 +80,7 @@ def test_a_crafted_checkpoint_stops_the_run_without_running_its_payload(small, t
 
 def test_our_own_checkpoints_load_as_plain_data(small, tiny_cfg, tmp_path):
     train.fit(tiny_cfg, small, tmp_path)
-    state = runs.torch_load(tmp_path / "checkpoint.pt")  # weights_only=True
+    state = model.torch_load(tmp_path / "checkpoint.pt")  # weights_only=True
     assert state["epoch"] == 2 and state["config"] == asdict(tiny_cfg)
     assert state["rng"][0]["cpu"].dtype == torch.uint8 and len(state["history"]) == 2
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaecore import runs
+from vaecore import model, runs
 
 from procs import REPO, job, write_sweep
 
@@ -123,7 +123,7 @@ def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_pat
     keys = ("loss", "test_loss", "test_elbo", "lr")
     rows = [[[r[k] for k in keys] for r in runs.read_jsonl(d / "metrics.jsonl")] for d in trials]
     assert rows[0] == rows[1] and len(rows[0]) == 2
-    wa, wb = (runs.torch_load(d / "model.pt")["model"] for d in trials)
+    wa, wb = (model.torch_load(d / "model.pt")["model"] for d in trials)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 

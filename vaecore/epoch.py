@@ -205,5 +205,3 @@ def run_epoch(s: Session, data: FashionMNIST, cfg: Config, device, rank: int = 0
     s.epoch += 1
     s.history.append(row)
     return row
-
-

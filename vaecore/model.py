@@ -18,8 +18,10 @@ enough to train at several hundred images per second on two CPU cores.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,6 +115,18 @@ class VAE(nn.Module):
         return self.decode(z), mu, log_var
 
 
+def torch_save(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    runs.atomic_write_bytes(path, buf.getvalue())
+
+
+def torch_load(path: Path, device: Any = "cpu") -> Any:
+    """A checkpoint or model file, loaded as data only (weights_only=True): a crafted pickle in a
+    shared sweep folder cannot run code. Our files hold only tensors, numbers, strings, lists, dicts."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
 def build(arch: str, latent_dim: int) -> VAE:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHS)}")
@@ -121,7 +135,7 @@ def build(arch: str, latent_dim: int) -> VAE:
 
 def load(path: Path, device: torch.device | str = "cpu") -> tuple[VAE, Config]:
     """A trained model (eval mode) and its config from a checkpoint or a final model.pt."""
-    state = runs.torch_load(path, device)
+    state = torch_load(path, device)
     cfg = from_dict(state["config"])
     model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
     model.load_state_dict(state["model"])

@@ -1,9 +1,11 @@
-"""Files every stage shares: atomic writes, tolerant JSON/JSONL readers, the cache folder, provenance."""
+"""Files every stage shares: atomic writes, tolerant JSON/JSONL readers, the cache folder, versions.
+
+Torch-free (the gallery uses it); torch files are written and read by vaecore.model.
+"""
 
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import platform
@@ -90,22 +92,6 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
-
-
-def torch_save(obj: Any, path: Path) -> None:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def torch_load(path: Path, device: Any = "cpu") -> Any:
-    """A checkpoint or model file, loaded as data only (weights_only=True): a crafted pickle in a
-    shared sweep folder cannot run code. Our files hold only tensors, numbers, strings, lists, dicts."""
-    import torch
-
-    return torch.load(path, map_location=device, weights_only=True)
 
 
 def cache_dir() -> Path:

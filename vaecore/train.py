@@ -23,7 +23,7 @@ from vaecore import images, latent, layout, runs
 from vaecore.config import Config, ConfigError, diff, digest
 from vaecore.data import FashionMNIST, to_device
 from vaecore.epoch import Diverged, Session, run_epoch, unwrap
-from vaecore.model import build
+from vaecore.model import build, torch_load, torch_save
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def write_epoch_files(s: Session, trial: layout.Trial, device="cpu") -> None:
 
 def save_model(s: Session, cfg: Config, trial: layout.Trial) -> None:
     """The final weights and config, model.pt: what post-processing loads."""
-    runs.torch_save({"model": unwrap(s.model).state_dict(), "config": asdict(cfg)}, trial.file("model"))
+    torch_save({"model": unwrap(s.model).state_dict(), "config": asdict(cfg)}, trial.file("model"))
 
 
 # --- the one loop -------------------------------------------------------------------------------
@@ -228,14 +228,14 @@ class LocalReporter(Reporter):
 
     def resume(self, device) -> dict | None:
         path = self.trial.file("checkpoint")
-        return runs.torch_load(path, device) if path.is_file() else None
+        return torch_load(path, device) if path.is_file() else None
 
     def started(self, epoch: int) -> None:
         if epoch:
             log.info("resumed %s at epoch %d", self.trial.path, epoch)
 
     def save(self, state: dict | None, row: dict) -> None:
-        runs.torch_save(state, self.trial.file("checkpoint"))
+        torch_save(state, self.trial.file("checkpoint"))
 
     def report(self, row: dict) -> None:
         if self.on_epoch:

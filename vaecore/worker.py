@@ -29,6 +29,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaecore import data, layout, model, runs, train
 from vaecore.config import digest, from_dict
+from vaecore.model import torch_load, torch_save
 
 FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it missing crashes once
 
@@ -79,7 +80,7 @@ class RayReporter(train.Reporter):
         if not (found or checkpoint):
             return None
         with contextlib.nullcontext(found) if found else checkpoint.as_directory() as d:
-            return runs.torch_load(Path(d) / "checkpoint.pt", device)
+            return torch_load(Path(d) / "checkpoint.pt", device)
 
     def registered(self):
         return None
@@ -108,7 +109,7 @@ class LocalMode(RayReporter):
 
     def save(self, state: dict | None, row: dict) -> None:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")  # sorts like Ray's names
-        runs.torch_save(state, self.run_dir / f"checkpoint_{stamp}" / "checkpoint.pt")
+        torch_save(state, self.run_dir / f"checkpoint_{stamp}" / "checkpoint.pt")
         for old in sorted(self.run_dir.glob("checkpoint_*"))[:-2]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -244,7 +245,7 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     """
     for d in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # names sort by time
         try:
-            runs.torch_load(d / "checkpoint.pt")
+            torch_load(d / "checkpoint.pt")
         except Exception:  # half-copied or missing: try the one before
             continue
         return str(d)

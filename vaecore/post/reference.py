@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vaecore import runs
+from vaecore.model import torch_load, torch_save
 from vaecore.post import metrics
 from vaecore.post.classifier import predict
 from vaecore.post.metrics import RealStats
@@ -67,7 +68,7 @@ def real_stats(clf: nn.Module, test_x: torch.Tensor, floor_x: torch.Tensor) -> R
     if stats is None:
         stats = compute(clf, test_x, floor_x, key)
         try:
-            runs.torch_save({"format": FORMAT, **stats.__dict__}, cache_path(key))
+            torch_save({"format": FORMAT, **stats.__dict__}, cache_path(key))
         except OSError as e:  # a read-only cache still gives right numbers, just not reused
             log.warning("could not cache the FID reference in %s: %s", cache_path(key), e)
     _MEMO[key] = stats
@@ -79,7 +80,7 @@ def _read(path: Path, key: str) -> RealStats | None:
     if not path.is_file():
         return None
     try:
-        d = runs.torch_load(path)
+        d = torch_load(path)
         stats = RealStats(d["key"], d["mean"], d["cov"], d["cov_half"], float(d["floor_fid"]))
         f = stats.mean.shape[0]
         ok = (
