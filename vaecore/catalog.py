@@ -23,6 +23,7 @@ class Sampler:
     option: str | None = None  # the bool [postprocess] option that turns it on; None: always on
     fid_label: str | None = None  # its FID's column in the runs table; None: no column
     compare: bool = True  # its picture is one of the compare page's pairs
+    style: tuple[str, str] = ("o", "#555555")  # matplotlib marker and colour in the gallery's FID charts
 
     @property
     def fid_key(self) -> str:
@@ -58,7 +59,15 @@ class Figure:
 
 # In the order pages show them.
 SAMPLERS: tuple[Sampler, ...] = (
-    Sampler("prior", "N(0, I)", "Prior samples", "the prior N(0, I)", True, fid_label="FID prior"),
+    Sampler(
+        "prior",
+        "N(0, I)",
+        "Prior samples",
+        "the prior N(0, I)",
+        True,
+        fid_label="FID prior",
+        style=("o", "#1f5fa8"),
+    ),
     Sampler(
         "aggregate",
         "aggregate Gaussian",
@@ -66,6 +75,7 @@ SAMPLERS: tuple[Sampler, ...] = (
         "the aggregate posterior (Gaussian)",
         True,
         fid_label="FID agg. post.",
+        style=("s", "#d0702c"),
     ),
     Sampler(
         "gmm",
@@ -75,6 +85,7 @@ SAMPLERS: tuple[Sampler, ...] = (
         True,
         option="gmm",
         fid_label="FID mixture",
+        style=("^", "#2ca02c"),
     ),
     Sampler(
         "two_stage",
@@ -84,6 +95,7 @@ SAMPLERS: tuple[Sampler, ...] = (
         True,
         option="two_stage",
         fid_label="FID 2-stage",
+        style=("D", "#9467bd"),
     ),
     Sampler(
         "mixture",
@@ -93,6 +105,7 @@ SAMPLERS: tuple[Sampler, ...] = (
         False,
         option="mixture",
         compare=False,
+        style=("v", "#8c564b"),
     ),
 )
 

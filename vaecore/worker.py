@@ -31,6 +31,7 @@ from vaecore import data, layout, model, runs, train
 from vaecore.config import digest, from_dict
 from vaecore.model import torch_load, torch_save
 
+CHECKPOINT = "checkpoint.pt"  # the file inside each of Ray's checkpoint folders (ray/train-<trial>/)
 FAULT_ENV = "VAE_FAULT_ONCE"  # tests: a marker path; the first worker to see it missing crashes once
 
 
@@ -80,7 +81,7 @@ class RayReporter(train.Reporter):
         if not (found or checkpoint):
             return None
         with contextlib.nullcontext(found) if found else checkpoint.as_directory() as d:
-            return torch_load(Path(d) / "checkpoint.pt", device)
+            return torch_load(Path(d) / CHECKPOINT, device)
 
     def registered(self):
         return None
@@ -109,7 +110,7 @@ class LocalMode(RayReporter):
 
     def save(self, state: dict | None, row: dict) -> None:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")  # sorts like Ray's names
-        torch_save(state, self.run_dir / f"checkpoint_{stamp}" / "checkpoint.pt")
+        torch_save(state, self.run_dir / f"checkpoint_{stamp}" / CHECKPOINT)
         for old in sorted(self.run_dir.glob("checkpoint_*"))[:-2]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -129,7 +130,7 @@ class Workers(RayReporter):
             ray.train.report(row)
             return
         with tempfile.TemporaryDirectory() as d:
-            torch.save(state, Path(d) / "checkpoint.pt")
+            torch.save(state, Path(d) / CHECKPOINT)
             ray.train.report(row, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     def progress(self, row: dict) -> None:
@@ -245,7 +246,7 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     """
     for d in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # names sort by time
         try:
-            torch_load(d / "checkpoint.pt")
+            torch_load(d / CHECKPOINT)
         except Exception:  # half-copied or missing: try the one before
             continue
         return str(d)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from vaecore.images import image_size  # noqa: F401 (site.py reads the pictures' sizes here)
+from vaecore import catalog
 
 # Matplotlib writes its version into PNGs by default; dropping it keeps rebuilds byte-identical.
 PNG_META = {"Software": None}
@@ -111,15 +111,6 @@ def _fid_colored_points(fig, ax, xs: list[float], ys: list[float], fids: list[fl
         fig.colorbar(sc, ax=ax, label="FID of prior samples (lower is better)")
 
 
-SERIES_STYLE = {
-    "prior": ("o", "#1f5fa8"),
-    "aggregate": ("s", "#d0702c"),
-    "gmm": ("^", "#2ca02c"),
-    "two_stage": ("D", "#9467bd"),
-    "mixture": ("v", "#8c564b"),
-}
-
-
 def fid_by_axis(axes: list[dict]) -> bytes:
     """One panel per swept axis: each sampler's FID at each value (group means, ±1 std bars)."""
     from vaecore.plotting import plt
@@ -149,7 +140,8 @@ def fid_by_axis(axes: list[dict]) -> bytes:
 def _fid_series(ax, pts: list[tuple[int, object]], ticks: int, key: str, name: str, jitter: float) -> None:
     """One sampler's FIDs (tick index, groups.Stat): a marker with ±1 std per group, shifted by
     jitter to keep the series apart, and a line through the means at each tick."""
-    marker, color = SERIES_STYLE.get(key, ("o", "#555"))
+    known = {r.name: r for r in catalog.SAMPLERS}
+    marker, color = known[key].style if key in known else catalog.Sampler.style
     ax.errorbar(
         [x + jitter for x, _ in pts],
         [st.mean for _, st in pts],

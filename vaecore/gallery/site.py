@@ -20,14 +20,14 @@ from typing import Any
 import jinja2
 
 import vaecore
-from vaecore import config, layout, runs
-from vaecore.gallery import index, pages, plots
+from vaecore import config, images, layout, runs
+from vaecore.gallery import index, pages
 from vaecore.gallery.format import number
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(vaecore.__file__).resolve().parent.parent / "gallery_templates"
 STATIC = ("style.css", "gallery.js")
-DOWNLOADS = ("model.pt", "latents.npz", "summary.json", "config.json", "metrics.jsonl")
+DOWNLOADS = tuple(layout.TRIAL_FILES[k] for k in ("model", "latents", "summary", "config", "metrics"))
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,80}")
 
 
@@ -103,7 +103,7 @@ def load_run(tdir: Path, entry: dict) -> dict:
         "frames": [f"epochs/{f}" for f in frames],
         "downloads": [f for f in DOWNLOADS if _inside(tdir, f)],
         "sizes": {
-            rel: plots.image_size(tdir / rel)
+            rel: images.image_size(tdir / rel)
             for rel in [*artifacts.values(), *[f"epochs/{f}" for f in frames]]
         },
     }
@@ -111,24 +111,20 @@ def load_run(tdir: Path, entry: dict) -> dict:
 
 def load_sweep(sweep_dir: Path) -> dict:
     """The manifest plus every trial folder (a trial only in the manifest shows as pending)."""
-    manifest = runs.read_dict(sweep_dir / "manifest.json")
-    spec = _toml(sweep_dir / "sweep.toml")
+    folder = layout.SweepDir(sweep_dir)
+    manifest = folder.manifest()
+    spec = _toml(folder.file("sweep"))
     entries = manifest.get("trials") if isinstance(manifest.get("trials"), dict) else {}
-    tdirs = (
-        sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir() and not p.is_symlink())
-        if (sweep_dir / "trials").is_dir()
-        else []
-    )
-    names = list(entries) + [p.name for p in tdirs if p.name not in entries]
+    names = list(entries) + [t.name for t in folder.trials() if t.name not in entries]
     found = [
-        load_run(sweep_dir / "trials" / n, entries.get(n) if isinstance(entries.get(n), dict) else {})
+        load_run(folder.trial(n).path, entries.get(n) if isinstance(entries.get(n), dict) else {})
         for n in names
-        if "/" not in n and n not in ("", ".", "..") and not (sweep_dir / "trials" / n).is_symlink()
+        if "/" not in n and n not in ("", ".", "..") and not folder.trial(n).path.is_symlink()
     ]
-    inputs = [sweep_dir / "manifest.json"] + [
-        sweep_dir / "trials" / r["name"] / f
+    inputs = [folder.file("manifest")] + [
+        folder.trial(r["name"]).path / f
         for r in found
-        for f in ("status.json", "summary.json", "metrics.jsonl")
+        for f in (layout.TRIAL_FILES[k] for k in ("status", "summary", "metrics"))
     ]
     newest = max((p.stat().st_mtime for p in inputs if p.is_file()), default=0.0)
     return {
@@ -217,7 +213,8 @@ def build(sweep_dir: Path) -> Path:
     killed half-way leaves the previous gallery intact. An unchanged rebuild touches nothing.
     """
     sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / "manifest.json").is_file() and not (sweep_dir / "trials").is_dir():
+    folder = layout.SweepDir(sweep_dir)
+    if not folder.file("manifest").is_file() and not folder.file("trials").is_dir():
         raise FileNotFoundError(
             f"{sweep_dir} is not a sweep folder (no manifest.json or trials/); "
             "pass <out>/<sweep>, e.g. runs/demo"
@@ -225,7 +222,7 @@ def build(sweep_dir: Path) -> Path:
     _clean_leftovers(sweep_dir)
     start = time.perf_counter()
     sweep = load_sweep(sweep_dir)
-    final = sweep_dir / "gallery"
+    final = folder.file("gallery")
     tmp = Path(tempfile.mkdtemp(prefix=".gallery.tmp-", dir=sweep_dir))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a web server may run as another user

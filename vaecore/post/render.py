@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.ticker
 import torch
 
-from vaecore import catalog, runs
+from vaecore import catalog, layout
 from vaecore import latent as lat
 from vaecore.data import CLASS_NAMES, to_float
 from vaecore.images import write_gray, write_png
@@ -253,7 +253,7 @@ def trial_figures(
     prototypes(dec(means), f"{name}: decoded class means", path("prototypes"))
     _render_morphs(dec, means, name, opts, path)
     _render_traversals(dec, means.shape[1], name, opts, path("traversals"))
-    history = runs.read_jsonl(trial_dir / "metrics.jsonl")
+    history = layout.Trial(trial_dir).history()
     if history:
         curves(history, f"{name}: training curves", path("curves"))
     return art

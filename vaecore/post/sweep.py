@@ -32,7 +32,7 @@ CODE_VERSION = "pp-2"
 
 
 def load_options(sweep_dir: Path) -> Options:
-    path = Path(sweep_dir) / "sweep.toml"
+    path = layout.SweepDir(sweep_dir).file("sweep")
     return options_from(read_toml(path).get("postprocess", {})) if path.is_file() else Options()
 
 
@@ -49,8 +49,8 @@ def code_hash() -> str:
 
 def inputs_hash(trial_dir: Path, opts: Options, clf_key: str) -> str:
     h = hashlib.sha256()
-    for name in ("model.pt", "config.json"):
-        h.update((trial_dir / name).read_bytes())
+    for key in ("model", "config"):
+        h.update(layout.Trial(trial_dir).file(key).read_bytes())
     settings = {k: v for k, v in asdict(opts).items() if k != "threads"}  # speed, not meaning
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(clf_key.encode())
@@ -91,7 +91,7 @@ def process_trial(
         row["reason"], key = skip_reason(trial_dir, opts, clf_state["info"]["key"], force)
         if row["reason"]:
             return row
-        cfg = from_dict(json.loads((trial_dir / "config.json").read_text()))
+        cfg = from_dict(json.loads(layout.Trial(trial_dir).file("config").read_text()))
         ds = data.cached(cfg.data)
         device = str(pick_device(cfg.resources.gpus_per_worker))
         with pinned_threads(opts.threads or threads):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaecore import catalog, data, latent, runs
+from vaecore import catalog, data, latent, layout, runs
 from vaecore import model as models
 from vaecore.config import ConfigError, convert
 from vaecore.post import classifier, metrics, reference, render, two_stage
@@ -81,7 +81,7 @@ class Steps:
 
 def load_trial_model(trial_dir: Path, device: str) -> tuple[torch.nn.Module, object]:
     try:
-        return models.load(trial_dir / "model.pt", device)
+        return models.load(layout.Trial(trial_dir).file("model"), device)
     except Exception as e:  # truncated/corrupt pickles raise many types; all mean the same here
         raise TrialError(
             f"model.pt is unreadable ({type(e).__name__}: {str(e)[:80]}); re-train this trial"
@@ -223,7 +223,7 @@ def encode(model, cfg, trial_dir: Path, ds: data.FashionMNIST, device: str, opts
     lik, r = cfg.loss.likelihood, cfg.loss.recon_multiplier
     tr = tuple(v.cpu() for v in latent.encode(model, ds.train_x.to(device), opts.batch))
     te_mu, te_lv, recons, m = metrics.test_pass(model, ds.test_x, lik, r, opts.batch)
-    save_latents(trial_dir / "latents.npz", tr, (te_mu, te_lv), ds)
+    save_latents(layout.Trial(trial_dir).file("latents"), tr, (te_mu, te_lv), ds)
     m.update(metrics.latent_stats(*tr))
     return tr, (te_mu, te_lv), recons, m
 
@@ -266,15 +266,15 @@ def _inception(ds: data.FashionMNIST, prior_samples: torch.Tensor, opts: Options
 def _summary(
     trial_dir: Path, metrics: dict, clf_info: dict, timings: dict, artifacts: dict, curve: dict | None
 ) -> dict:
-    status = runs.read_json(trial_dir / "status.json", {}) or {}
-    history = runs.read_jsonl(trial_dir / "metrics.jsonl")
+    trial = layout.Trial(trial_dir)
+    status, history = trial.status(), trial.history()
     return {
-        "trial": trial_dir.name,
-        "params": runs.read_json(trial_dir / "params.json", {}) or {},
-        "config": json.loads((trial_dir / "config.json").read_text()),
+        "trial": trial.name,
+        "params": trial.params(),
+        "config": json.loads(trial.file("config").read_text()),
         "train": {
-            "epochs": status.get("epochs"),
-            "seconds": status.get("seconds"),
+            "epochs": status.epochs,
+            "seconds": status.seconds,
             "images_per_s": history[-1].get("images_per_s") if history else None,
         },
         "metrics": metrics,
