@@ -53,7 +53,7 @@ def main() -> None:
     start = time.perf_counter()
     post_sweep.reference_classifier()  # the shipped weights: loading is timed separately
     print(f"classifier ready in {time.perf_counter() - start:.1f} s")
-    results = post_sweep.process_sweep(sweep, progress=lambda s: None, use_ray=False)
+    results = post_sweep.process_sweep(sweep, progress=lambda s: None)
     rows = {n: json.loads((sweep / "trials" / n / "summary.json").read_text()) for n in results}
     steps = list(next(iter(rows.values()))["timings"])
     print(f"\n| trial | {' | '.join(steps)} |\n|---|{'---|' * len(steps)}")

@@ -14,6 +14,8 @@ from vaecore.gallery import site
 from vaecore.post import sweep as post_sweep
 from vaecore.post import trial
 
+from procs import write_sweep
+
 
 def test_best_sampler_is_the_lowest_label_free_fid_and_ignores_missing_ones():
     fids = {"prior": 30.0, "aggregate": None, "gmm": 20.0, "two_stage": 25.0, "mixture": 5.0}
@@ -64,9 +66,10 @@ def test_one_catalogue_row_and_one_fit_function_add_a_sampler_everywhere(fmnist,
     monkeypatch.setattr(catalog, "SAMPLERS", (*catalog.SAMPLERS, TOY))
     monkeypatch.setitem(trial.FITS, "toy", fit_toy)
     sweep = tmp_path / "toy"
-    runs.atomic_write_text(
+    write_sweep(
         sweep / "sweep.toml",
-        'name = "toy"\n\n[postprocess]\niwae_k = 4\niwae_images = 20\ngmm = false\ntwo_stage = false\n',
+        "toy",
+        postprocess={"iwae_k": 4, "iwae_images": 20, "gmm": False, "two_stage": False},
     )
     cfg = config.load(
         "default",

@@ -27,7 +27,7 @@ from vaecore.gallery import site
 from vaecore.post import sweep as post_sweep
 
 from gallery_fixtures import make_fake_sweep
-from procs import REPO
+from procs import REPO, write_sweep
 
 TINY = REPO / "jobs" / "configs" / "tiny.toml"
 
@@ -148,10 +148,10 @@ def test_the_same_sweep_by_another_path_spelling_is_the_same_and_new_grid_points
 ):
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "run.toml").write_text('base = "default"\n[train]\nepochs = 1\n')
-    text = 'name = "p"\nbase = "run.toml"\n[set]\n"data.train_per_class" = 10\n'
-    text += '[grid]\n"model.latent_dim" = [2]\n'
-    (tmp_path / "cfg" / "p.toml").write_text(text)
-    (tmp_path / "cfg" / "p3.toml").write_text(text.replace("[2]", "[2, 3]"))
+    for file, dims in (("p.toml", [2]), ("p3.toml", [2, 3])):
+        write_sweep(
+            tmp_path / "cfg" / file, "p", "run.toml", {"data.train_per_class": 10}, {"model.latent_dim": dims}
+        )
     folder = tmp_path / "out" / "p"
     sweeps.prepare(sweeps.load(tmp_path / "cfg" / "p.toml"), folder, fresh=False)
     monkeypatch.chdir(tmp_path / "cfg")
