@@ -116,16 +116,8 @@ def read_sweep_toml(path: Path) -> dict:
 
 def check_round_trip(sweep: Sweep, path: Path) -> None:
     """sweep.toml is what post-processing and the gallery read: it must parse back to this sweep."""
-    want = {
-        "name": sweep.name,
-        "base": sweep.base,
-        "description": sweep.description,
-        "set": sweep.overrides,
-        "grid": sweep.grid,
-        "postprocess": sweep.postprocess,
-    }
     try:
-        ok = tomllib.loads(to_toml(sweep)) == want
+        ok = tomllib.loads(to_toml(sweep)) == as_table(sweep)
     except tomllib.TOMLDecodeError:
         ok = False
     if not ok:
@@ -201,18 +193,21 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def as_table(sweep: Sweep) -> dict[str, Any]:
+    """The resolved sweep as sweep.toml's tables (what reading that file gives back)."""
+    return {
+        "name": sweep.name,
+        "base": sweep.base,
+        "description": sweep.description,
+        "set": sweep.overrides,
+        "grid": sweep.grid,
+        "postprocess": sweep.postprocess,
+    }
+
+
 def to_toml(sweep: Sweep) -> str:
     """The resolved sweep, as written to <out>/<sweep>/sweep.toml (dotted keys come out quoted)."""
-    return config.dump_toml(
-        {
-            "name": sweep.name,
-            "base": sweep.base,
-            "description": sweep.description,
-            "set": sweep.overrides,
-            "grid": sweep.grid,
-            "postprocess": sweep.postprocess,
-        }
-    )
+    return config.dump_toml(as_table(sweep))
 
 
 # --- the sweep folder ---------------------------------------------------------------------------
