@@ -126,6 +126,8 @@ EXTRA_METRICS = (
     Metric("fid_recon", "FID reconstructions", None, "{:.1f}"),
     Metric("fid_floor", "FID floor (test vs test)", None, "{:.2f}"),
     Metric("iwae_k", "IWAE samples k", None, "{:.0f}"),
+    Metric("iwae_images", "IWAE test images", None, "{:.0f}"),
+    Metric("test_iwae_se", "IWAE standard error (over those images)", None, "{:.2f}"),
 )
 # The run page's sections after the samples, in reading order.
 FIGURES = (

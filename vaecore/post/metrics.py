@@ -85,7 +85,7 @@ def test_pass(
 
 
 @torch.inference_mode()
-def iwae(
+def iwae_per_image(
     model: nn.Module,
     x: torch.Tensor,
     k: int,
@@ -94,8 +94,8 @@ def iwae(
     seed: int = 0,
     posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
     decodes_per_batch: int = 256,
-) -> float:
-    """Mean IWAE bound on log p(x) in nats per image over uint8 images x; k = 1 is the ELBO.
+) -> torch.Tensor:
+    """The IWAE bound on log p(x) of each uint8 image of x, (N,) float64 nats; k = 1 is the ELBO.
 
     posterior: x's (mu, log_var) if already encoded (test_pass's), else x is encoded here. All
     k * N draws are made up front and decoded in chunks of whole images (256 decodes: measured
@@ -115,7 +115,19 @@ def iwae(
         x_hat = model.decode(z[start : start + per].reshape(-1, mu.shape[1]))
         err = pixel_error(xf, x_hat, likelihood).view(-1, k)  # (B, k)
         log_w[start : start + per] -= neg_log_likelihood(err, likelihood, recon_multiplier)
-    return (log_w.double().logsumexp(1) - math.log(k)).mean().item()
+    return log_w.double().logsumexp(1) - math.log(k)  # in float64 whatever the networks ran in
+
+
+def iwae(model: nn.Module, x: torch.Tensor, k: int, likelihood: str, recon_multiplier: float, **kw) -> float:
+    """Mean IWAE bound over the images x (iwae_per_image's options)."""
+    return iwae_per_image(model, x, k, likelihood, recon_multiplier, **kw).mean().item()
+
+
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """The mean and its standard error (std / sqrt(n)); the error is 0 for a single value."""
+    n = len(values)
+    se = values.std().item() / math.sqrt(n) if n > 1 else 0.0
+    return values.mean().item(), se
 
 
 # --- the aggregate posterior --------------------------------------------------------------------

@@ -37,7 +37,8 @@ def floor_images(train_x: torch.Tensor, n: int) -> torch.Tensor:
 
 def cache_key(clf: nn.Module, test_x: torch.Tensor, floor_x: torch.Tensor) -> str:
     """sha256 over the classifier's weights and the exact images (shapes and bytes)."""
-    h = hashlib.sha256(f"real-stats-{FORMAT}".encode())
+    # type: an Autocast-wrapped (bf16) classifier's features differ a little: cached apart
+    h = hashlib.sha256(f"real-stats-{FORMAT}-{type(clf).__name__}".encode())
     for name, t in clf.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
