@@ -80,15 +80,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 class Printer:
     """One compact line per trial event, instead of Ray's verbose tables. With a sweep folder it
     also says how each trial's post-processing went and keeps the gallery current while the sweep
-    runs: rebuilt when a trial starts or ends, and at most every GALLERY_EVERY_S on epochs."""
+    runs: rebuilt when a trial starts or ends, and at most every GALLERY_EVERY_S on epochs.
+
+    A rebuild runs in Tune's event loop and grows with the sweep (~0.5 s at 4 runs, ~2 s at 256),
+    so after one that took b seconds the next waits at least GALLERY_SHARE_INV * b: the live
+    gallery costs the driver at most ~1/GALLERY_SHARE_INV of its time, whatever the grid's size."""
 
     GALLERY_EVERY_S = 30.0
+    GALLERY_SHARE_INV = 10
 
     def __init__(self, trials: list[sweeps.Trial], sweep_dir: Path | None = None):
         self.start = time.time()
         self.epochs = {t.name: t.config.train.epochs for t in trials}
         self.width = max(len(t.name) for t in trials)
-        self.sweep_dir, self.built = sweep_dir, 0.0
+        self.sweep_dir, self.built, self.cost = sweep_dir, 0.0, 0.0
 
     def __call__(self, kind: str, name: str, result: dict) -> None:
         head = f"[{time.time() - self.start:7.1f}s] {name:<{self.width}}"
@@ -105,8 +110,14 @@ class Printer:
             print(f"{head}  diverged (NaN/inf); marking it failed", flush=True)
         elif kind == "end":
             print(f"{head}  finished{self.postprocessed(name)}", flush=True)
-        if self.sweep_dir and (kind != "epoch" or time.time() - self.built > self.GALLERY_EVERY_S):
+        if self.sweep_dir and self.gallery_due(kind):
             self.rebuild_gallery()
+
+    def gallery_due(self, kind: str) -> bool:
+        since = time.time() - self.built
+        if since < self.GALLERY_SHARE_INV * self.cost:
+            return False
+        return kind != "epoch" or since > self.GALLERY_EVERY_S
 
     def postprocessed(self, name: str) -> str:
         """', post-processed in 18.2 s' when the trial's summary.json is newer than its training."""
@@ -123,6 +134,7 @@ class Printer:
         """A failed rebuild costs a line, never the sweep: the final build reports for real."""
         from vaecore.gallery import site
 
+        start = time.time()
         try:
             index = site.build(self.sweep_dir)
             if not self.built:
@@ -130,6 +142,7 @@ class Printer:
         except Exception as e:  # noqa: BLE001
             print(f"gallery: not rebuilt ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
         self.built = time.time()
+        self.cost = self.built - start
 
 
 def print_summary(manifest: dict, post: dict[str, dict], sweep_dir: Path) -> None:

@@ -1,9 +1,11 @@
+import time
+
 import pytest
 
 from vaecore import sweep
 from vaecore.config import ConfigError
 
-from procs import free_port, job
+from procs import REPO, free_port, job
 
 TINY = "jobs/configs/tiny.toml"
 
@@ -132,3 +134,19 @@ def test_a_negative_max_failures_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "error: --max-failures must be >= 0, got -1\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_live_gallery_rebuild_takes_at_most_a_tenth_of_the_drivers_time():
+    from jobs.sweep import Printer
+
+    p = Printer(sweep.load(REPO / "jobs" / "configs" / "tiny.toml").trials, REPO / "unused")
+    assert p.gallery_due("start")  # never built: the first event builds it
+    p.built, p.cost = time.time() - 5.0, 2.0  # the last rebuild took 2 s, 5 s ago
+    assert not p.gallery_due("start") and not p.gallery_due("end")
+    p.built = time.time() - 21.0  # 10 x 2 s have passed: a start or an end rebuilds
+    assert p.gallery_due("end") and not p.gallery_due("epoch")  # epochs wait GALLERY_EVERY_S
+    p.built = time.time() - 31.0
+    assert p.gallery_due("epoch")
+    p.cost = 0.3  # a small gallery: rebuilt on every start and end a few seconds apart
+    p.built = time.time() - 4.0
+    assert p.gallery_due("start")
