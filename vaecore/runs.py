@@ -102,7 +102,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecore"
 
 
+@functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
+    """The versions that matter, read once per process (every status and checkpoint records them)."""
     out = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "ray", "numpy"):
         try:
