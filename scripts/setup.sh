@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install everything on Debian, as root: apt packages (Python, the Fashion-MNIST dataset, a
-# one-node Slurm, Chromium for the gallery tests), a virtualenv in .venv, and this package.
+# Install everything on Debian, as root: apt packages (Python, the Fashion-MNIST dataset, Slurm,
+# iproute2 and util-linux for the namespaced test hosts, Chromium for the gallery tests), a
+# virtualenv in .venv, and this package.
 # Re-running is quick: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-pip git dataset-fashion-mnist slurm-wlm munge
+APT_PACKAGES=(python3 python3-venv python3-pip git dataset-fashion-mnist slurm-wlm munge iproute2 util-linux
               chromium chromium-driver)
 
 missing=()
