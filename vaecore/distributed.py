@@ -24,7 +24,7 @@ from vaecore import data, layout
 from vaecore.config import ConfigError
 from vaecore.post import sweep as post
 from vaecore.sweep import Trial
-from vaecore.worker import FAULT_ENV, first_line, run_trial, trial_resources
+from vaecore.worker import FAULT_ENV, first_line, here, run_trial, trial_resources
 
 # --- the driver ---------------------------------------------------------------------------------
 
@@ -40,6 +40,21 @@ def check_fits(resources: dict[str, float], cfg) -> None:
                 f"but the Ray cluster has {resources.get(kind, 0):g}; lower them with --set, e.g. "
                 f"--set resources.{kind.lower()}s_per_worker=0, or run on a bigger cluster"
             )
+
+
+def check_fits_a_node(nodes: list[dict[str, float]], cfg) -> None:
+    """Refuse a worker bigger than every node (`nodes`: each alive node's resources): a worker's
+    CPUs and GPUs must be on one node, so Ray would wait forever though the cluster's sum fits."""
+    r = cfg.resources
+    need = {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker}
+    if not nodes or any(all(n.get(k, 0) >= v for k, v in need.items() if v > 0) for n in nodes):
+        return
+    biggest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
+    raise ConfigError(
+        f"a trial's worker needs {r.cpus_per_worker:g} CPUs and {r.gpus_per_worker:g} GPUs on one node "
+        f"but the largest of the cluster's {len(nodes)} nodes has {biggest.get('CPU', 0):g} CPUs and "
+        f"{biggest.get('GPU', 0):g} GPUs; lower resources.cpus_per_worker / gpus_per_worker with --set"
+    )
 
 
 def max_concurrent(resources: dict[str, float], cfg) -> int:
@@ -77,7 +92,8 @@ def check_nodes(sweep_dir: Path, data_cfgs: set) -> None:
 @ray.remote
 def _check_node(marker: str, data_cfgs: list[dict]) -> str:
     """'' if this node sees the marker and its dataset verifies, else the problem in one line."""
-    host = socket.gethostname()
+    node = here()
+    host = f"{node['host']} ({node['address']})"
     if not Path(marker).is_file():
         return (
             f"node {host} cannot see {Path(marker).parent}: --out must be on storage shared by "
@@ -105,8 +121,10 @@ def run_trials(
     folder = layout.SweepDir(sweep_dir.resolve())
     specs = [_spec(t, folder, max_failures) for t in todo]
     cluster = ray.cluster_resources()
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     for t in todo:
         check_fits(cluster, t.config)
+        check_fits_a_node(nodes, t.config)
     limit = min(max_concurrent(cluster, t.config) for t in todo)
     trainable = tune.with_parameters(run_trial, after=postprocess_trial if postprocess else None)
     tuner = tune.Tuner(
@@ -218,6 +236,15 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.on_event("end", trial.config["trial"]["name"], {})
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # Its process died (its node was lost, or it was killed): Tune starts it again.
+        name, tries = trial.config["trial"]["name"], trial.config["trial"]["max_failures"]
+        print(
+            f"{name}: its trial process was lost (a lost node, or killed); restarting it from its last "
+            f"checkpoint (retry {trial.num_failures} of {tries})",
+            flush=True,
+        )
 
 
 # --- the Ray session ----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class TrialStatus:
     git: str = ""  # code revision that trained it
     versions: dict = field(default_factory=dict)  # python, torch, torchvision, ray, numpy
     host: str = ""  # the machine whose trial process wrote this
+    ranks: list = field(default_factory=list)  # Ray: where each rank trained, [{"host", "address"}]
     worker_start_s: float | None = None  # Ray: seconds until the training function was entered
     setup_s: float | None = None  # Ray: seconds to build the model and resume, before the first epoch
     teardown_s: float | None = None  # Ray: seconds from the last epoch's end to the trial's end
@@ -66,7 +67,7 @@ def parse_status(raw: Any) -> TrialStatus:
 
 
 def _fits(value: Any, f) -> bool:
-    want = {"str": str, "int": int, "bool": bool, "dict": dict}.get(str(f.type))
+    want = {"str": str, "int": int, "bool": bool, "dict": dict, "list": list}.get(str(f.type))
     if want is None:  # float | None
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, want) and (want is bool or not isinstance(value, bool))

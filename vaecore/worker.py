@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -56,12 +57,30 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         rank, world, wrap = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.prepare_model
         device = ray.train.torch.get_device()
     reporter = (LocalMode if local else Workers)(cfg, trial, run_dir, rank)
+    reporter.clock["ranks"] = places(world, device)
     ds = data.cached(cfg.data, verify=False)  # once per process; the driver verified the files
     out = train.train_loop(cfg, ds, trial, reporter, device, rank, world, wrap)
     if out.diverged:
         reporter.send({"diverged": 1.0, "epoch": out.epochs})
     elif rank == 0:
         runs.write_json(trial.file("worker_clock"), {**reporter.clock, "done": time.time()})
+
+
+def here() -> dict:
+    """This Ray worker's host name and its node's address (the one Ray advertises)."""
+    node = ray.get_runtime_context().get_node_id()
+    address = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node), "")
+    return {"host": socket.gethostname(), "address": address}
+
+
+def places(world: int, device) -> list[dict]:
+    """Where each rank trains, in rank order: its host name and its Ray node's address."""
+    if world == 1:
+        return [here()]
+    everyone: list = [None] * world
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        torch.distributed.all_gather_object(everyone, here())  # NCCL needs the rank's own GPU current
+    return everyone
 
 
 class RayReporter(train.Reporter):
@@ -174,7 +193,8 @@ def run_trial(tune_cfg: dict, after: Callable[[str, bool], None] | None = None) 
             break
         except Exception as e:  # a crash after all retries: record it, let the other trials go on
             error = first_line(e)
-    extra = overheads(runs.read_dict(trial.file("worker_clock")), start)
+    clock = runs.read_dict(trial.file("worker_clock"))
+    extra = {**overheads(clock, start), "ranks": clock.get("ranks", [])}
     status = trial.outcome(error, time.time() - start, config_digest=digest(spec["config"]), **extra)
     trial.write_status(status)
     if after and status.status is layout.Status.COMPLETED:
