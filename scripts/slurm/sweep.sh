@@ -32,8 +32,9 @@
 #   python -m jobs.sweep --address HEAD_IP:PORT --out "$VAE_OUT" "$@"
 # in this batch shell and exits with its exit code. Ray's ports are a block of 128 picked from
 # SLURM_JOB_ID and probed first (the next free block is taken if any port is in use), so two jobs
-# sharing a node do not collide; Ray's temp dir is a fresh /tmp/ray-JOBID-RANDOM on each node,
-# created mode 700 (a folder someone else made there is refused).
+# sharing a node do not collide; Ray's temp dir is a fresh /tmp/ray-JOBID-RANDOM-I on node I of
+# the allocation (a per-node name: nodes may share /tmp), created mode 700 (a folder someone
+# else made there is refused).
 # Ray runs with token authentication and a fresh random token per job (RAY_AUTH_MODE=token,
 # RAY_AUTH_TOKEN), unless RAY_AUTH_MODE is already set in the environment.
 #
@@ -160,6 +161,8 @@ else
     [[ $HEAD_IP != 127.* ]] || die "head node $HEAD_NODE resolves to loopback $HEAD_IP; other nodes cannot reach it"
 fi
 ADDRESS=$HEAD_IP:$PORT
+# Ray's temp folder, one per node: RAY_TMP-0 on the head, RAY_TMP-1 ... on the others. Per node,
+# because nodes may share /tmp (TMPDIR on shared scratch; hosts in one machine's namespaces).
 RAY_TMP=/tmp/ray-$SLURM_JOB_ID-$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
 MAX_REQUEUES=${VAE_MAX_REQUEUES:-5}
 [[ $MAX_REQUEUES =~ ^[0-9]+$ ]] || die "VAE_MAX_REQUEUES must be a whole number, got '$MAX_REQUEUES'"
@@ -261,22 +264,25 @@ if ((NNODES > 1)); then
     MARKER=$OUT/.slurm-shared-check-$SLURM_JOB_ID
     : >"$MARKER"
     log "checking that $OUT is visible on all $NNODES nodes"
-    if ! srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --overlap \
-        test -f "$MARKER" 2>/dev/null; then
-        die "output folder $OUT is not on storage shared by all nodes ($SLURM_JOB_NODELIST): set VAE_OUT to a shared path"
+    # srun names each node whose check failed ("srun: error: NODE: task N: Exited ..."): say which.
+    if ! _err=$(srun --nodes="$NNODES" --ntasks="$NNODES" --ntasks-per-node=1 --overlap \
+        test -f "$MARKER" 2>&1 >/dev/null); then
+        _bad=$(sed -n 's/^srun: error: \([^:]*\): task [0-9]*: Exited.*/\1/p' <<<"$_err" | sort -u | paste -sd, -)
+        die "output folder $OUT is not on storage shared by all nodes ($SLURM_JOB_NODELIST${_bad:+; not visible on $_bad}): set VAE_OUT to a shared path"
     fi
     rm -f "$MARKER"
     MARKER=""
 fi
 
 # ---------------------------------------------------------------- start Ray
-# ray_step NODE CPUS ARGS...: `ray start ... --block` as a Slurm step on NODE, in the background.
+# ray_step I ARGS...: `ray start ... --block` as a Slurm step on node I of the allocation, in the
+# background, with its own temp folder RAY_TMP-I.
 ray_step() {
-    local node=$1 cpus=$2
-    shift 2
+    local node=${NODES[$1]} cpus=${CPUS[$1]} tmp=$RAY_TMP-$1
+    shift
     # mkdir without -p: the private temp folder must be new (mode 700) on every node.
     srun --nodes=1 --ntasks=1 -w "$node" --overlap --cpus-per-task="$cpus" \
-        bash -c 'mkdir -m 700 "$0" || exit 1; exec "$@"' "$RAY_TMP" "$RAY_BIN" start --num-cpus="$cpus" --num-gpus="$GPUS" --temp-dir="$RAY_TMP" \
+        bash -c 'mkdir -m 700 "$0" || exit 1; exec "$@"' "$tmp" "$RAY_BIN" start --num-cpus="$cpus" --num-gpus="$GPUS" --temp-dir="$tmp" \
         --disable-usage-stats --log-color=false "${RAY_PORT_ARGS[@]}" "$@" --block </dev/null &
     RAY_STEP_PIDS+=("$!")
 }
@@ -301,8 +307,8 @@ wait_ray() {
     done
 }
 
-log "starting Ray head on $HEAD_NODE at $ADDRESS (${CPUS[0]} CPUs, $GPUS GPUs, temp dir $RAY_TMP)"
-ray_step "$HEAD_NODE" "${CPUS[0]}" --head --node-ip-address="$HEAD_IP" --port="$PORT" \
+log "starting Ray head on $HEAD_NODE at $ADDRESS (${CPUS[0]} CPUs, $GPUS GPUs, temp dir $RAY_TMP-0)"
+ray_step 0 --head --node-ip-address="$HEAD_IP" --port="$PORT" \
     --ray-client-server-port=$((PORT_BASE + 1)) --dashboard-port=$((PORT_BASE + 8)) \
     --include-dashboard=false
 wait_ray 1 "the head"
@@ -310,8 +316,8 @@ log "Ray head ready"
 
 if ((NNODES > 1)); then
     for ((i = 1; i < NNODES; i++)); do
-        log "starting Ray worker on ${NODES[i]} (${CPUS[i]} CPUs, $GPUS GPUs)"
-        ray_step "${NODES[i]}" "${CPUS[i]}" --address="$ADDRESS"
+        log "starting Ray worker on ${NODES[i]} (${CPUS[i]} CPUs, $GPUS GPUs, temp dir $RAY_TMP-$i)"
+        ray_step "$i" --address="$ADDRESS"
     done
     wait_ray "$NNODES" "$((NNODES - 1)) worker node(s)"
     log "all $NNODES Ray nodes ready"

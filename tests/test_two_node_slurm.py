@@ -1,0 +1,164 @@
+"""A real two-node Slurm: slurmctld here, one slurmd on each of two namespaced hosts (tests/hosts.py:
+own address and hostname, shared filesystem and /tmp), munge shared. scripts/slurm/sweep.sh on
+`sbatch --nodes=2`: Ray on both nodes, trials on both hosts; a node that cannot see --out; USR1
+preemption of the two-node job (requeue, resume, every epoch once)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hosts import Hosts, HostsUnavailable
+
+from vaecore import runs
+
+from procs import REPO, free_port
+
+pytestmark = pytest.mark.integration
+CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
+TINY = "jobs/configs/tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def slurm2():
+    """Two Slurm nodes n1, n2 (1 CPU each) on two hosts; yields (env, hosts, slurm folder)."""
+    try:
+        hosts = Hosts(["n1", "n2"])
+    except HostsUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    folder = tempfile.mkdtemp(prefix="s2", dir=os.environ["RAY_TMPDIR"])  # short: munge's socket
+    nodes = " ".join(f"{n}@{hosts.addr(n)}@{hosts.holders[n]}" for n in ("n1", "n2"))
+    env = {
+        **os.environ,
+        "LOCAL_SLURM_CTLD_PORT": str(free_port()),
+        "LOCAL_SLURM_D_PORT": "6818",  # each host has its own ports
+        "LOCAL_SLURM_NODES": nodes,
+        "LOCAL_SLURM_CTLD_ADDR": hosts.bridge_addr,
+        "LOCAL_SLURM_NODE_CPUS": "1",
+    }
+    try:
+        proc = subprocess.run(
+            ["bash", str(CLUSTER), "start", folder], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        env["SLURM_CONF"] = proc.stdout.strip().removeprefix("export SLURM_CONF=")
+        yield env, hosts, Path(folder)
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "stop", folder], capture_output=True, timeout=120, env=env)
+        hosts.close()
+
+
+def sbatch(env: dict, out: Path, log: Path, *args: str, wait: bool = True) -> subprocess.CompletedProcess:
+    flags = ["--wait"] if wait else ["--parsable"]
+    return subprocess.run(
+        [
+            "sbatch",
+            *flags,
+            "--nodes=2",
+            "--cpus-per-task=1",
+            f"--output={log}",
+            "scripts/slurm/sweep.sh",
+            *args,
+        ],
+        cwd=REPO,
+        env={**env, "VAE_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def job_state(folder: Path, job_id: str) -> str:
+    comp = folder / "log" / "jobcomp.txt"
+    lines = comp.read_text().splitlines() if comp.exists() else []
+    return " ".join(line for line in lines if f"JobId={job_id} " in line)
+
+
+def remove_ray_temp(log_text: str) -> None:
+    """The job's Ray temp folders (kept by sweep.sh for their logs): ours, named in the log."""
+    for folder in set(re.findall(r"temp dir (/tmp/ray-\d+-[0-9a-f]{8}-\d+)\)", log_text)):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_sbatch_on_two_nodes_starts_ray_on_both_and_trains_on_both_hosts(slurm2, tmp_path):
+    env, hosts, folder = slurm2
+    out, log = tmp_path / "runs", tmp_path / "job.out"
+    proc = sbatch(env, out, log, "--config", TINY, "--no-postprocess")
+    text = log.read_text() if log.exists() else ""
+    remove_ray_temp(text)
+    assert proc.returncode == 0, proc.stderr + text[-4000:]
+    assert f"starting Ray head on n1 at {hosts.addr('n1')}:" in text and "all 2 Ray nodes ready" in text
+    assert "ray: 2 CPUs, 0 GPUs on 2 node(s)" in text, text[-3000:]
+    # one temp folder per node, though the hosts share /tmp (it was one name: mkdir failed on n2)
+    temps = re.findall(r"temp dir (/tmp/ray-\d+-[0-9a-f]{8}-\d+)\)", text)
+    assert len(set(temps)) == 2, temps
+    manifest = runs.read_json(out / "tiny" / "manifest.json")
+    assert {n: t["status"] for n, t in manifest["trials"].items()} == {"z2": "completed", "z3": "completed"}
+    trained_on = {runs.read_json(out / "tiny" / "trials" / n / "status.json")["host"] for n in ("z2", "z3")}
+    assert trained_on == {"n1", "n2"}
+    assert "JobState=COMPLETED" in job_state(folder, proc.stdout.split()[-1])
+    print(text)
+
+
+def test_a_node_that_cannot_see_the_output_folder_stops_the_job_naming_it(slurm2, tmp_path):
+    env, hosts, folder = slurm2
+    out, log = tmp_path / "runs", tmp_path / "job.out"
+    out.mkdir()
+    hosts.hide("n2", out)  # n2's slurmd (and its job steps) see another, empty folder there
+    try:
+        proc = sbatch(env, out, log, "--config", TINY, "--no-postprocess")
+    finally:
+        hosts.unhide("n2")
+    text = log.read_text()
+    assert proc.returncode == 1, text
+    errors = [line for line in text.splitlines() if "ERROR" in line]
+    want = f"ERROR: output folder {out} is not on storage shared by all nodes (n[1-2]; not visible on n2)"
+    assert len(errors) == 1 and errors[0].split("] ", 1)[1].startswith(want), text
+    assert "starting Ray" not in text
+
+
+def test_usr1_requeues_the_two_node_job_which_resumes_and_records_each_epoch_once(slurm2, tmp_path):
+    env, hosts, folder = slurm2
+    out, log = tmp_path / "runs", tmp_path / "job.out"
+    sets = ["train.epochs=3", "data.train_per_class=150", "data.test_per_class=10"]
+    args = ["--config", TINY, *(f"--set={s}" for s in sets), "--no-postprocess"]
+    submit = sbatch(env, out, log, *args, wait=False)
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.strip().split(";")[0]
+    metrics = [out / "tiny" / "trials" / n / "metrics.jsonl" for n in ("z2", "z3")]
+    wait_for(lambda: any(runs.read_jsonl(m) for m in metrics), 600, log, "a first epoch")
+    signal = subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=env, capture_output=True)
+    assert signal.returncode == 0, signal.stderr
+    # Slurm holds a requeued job back for about two minutes; let it start as soon as it is queued.
+    wait_for(
+        lambda: "JobState=PENDING" in (s := show(env, job_id)) and "Restarts=1" in s, 300, log, "requeue"
+    )
+    subprocess.run(
+        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, timeout=30, check=True
+    )
+    wait_for(lambda: "JobState=COMPLETED" in job_state(folder, job_id), 900, log, "the requeued job's end")
+    text = log.read_text()
+    remove_ray_temp(text)
+    assert "requeue 1 of at most 5" in text and f"job {job_id} (restart 1)" in text, text[-3000:]
+    assert text.count("all 2 Ray nodes ready") == 2
+    for m in metrics:
+        assert [r["epoch"] for r in runs.read_jsonl(m)] == [1, 2, 3]
+        assert runs.read_json(m.parent / "status.json")["status"] == "completed"
+
+
+def show(env: dict, job_id: str) -> str:
+    proc = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=env, capture_output=True, text=True)
+    return proc.stdout
+
+
+def wait_for(predicate, timeout: float, log: Path, what: str) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"no {what}: " + (log.read_text()[-3000:] if log.exists() else "")
+        time.sleep(0.5)
