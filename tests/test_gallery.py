@@ -341,3 +341,13 @@ def test_image_size_reads_a_file_or_its_bytes_and_gives_none_for_anything_else(t
     assert images.image_size(png) == images.image_size(tmp_path / "a.png") == (3 * 30 + 2, 2 * 30 + 2)
     assert images.image_size(tmp_path / "bad.png") is None and images.image_size(tmp_path / "none") is None
     assert images.image_size(b"not an image") is None
+
+
+def test_the_run_page_lists_the_mixture_sizes_tried_and_marks_the_chosen_one():
+    from vaecore.gallery import pages
+
+    m = {"gmm_heldout_ll": {"1": -5.8, "2": -4.25, "3": -3.26, "5": -3.261}, "gmm_components": 3}
+    assert pages.mixture_search(m) == [
+        ("mixture sizes tried: held-out nats/point, [chosen]", "1: -5.80, 2: -4.25, [3: -3.26], 5: -3.26")
+    ]
+    assert pages.mixture_search({"gmm_heldout_ll": "broken"}) == []

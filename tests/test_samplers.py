@@ -36,7 +36,7 @@ def baselines(train: torch.Tensor, truth: torch.Tensor) -> dict:
 def test_label_free_mixture_picks_enough_components_and_recovers_the_clusters():
     train, truth = three_clusters(6000, 0), three_clusters(3000, 5)
     mix, scores = latent.choose_gmm(train)
-    assert set(scores) == {1, 2, 5, 10, 20}
+    assert list(scores) == list(latent.GMM_SIZES[: len(scores)])  # tried in order, from 1
     assert len(mix.parts) >= 3 and scores[len(mix.parts)] == max(scores.values())
     assert scores[1] < scores[len(mix.parts)] - 1.0  # one Gaussian is far worse on held-out points
     fid, en = distances(mix.sample(3000, seed=1), truth)
@@ -45,6 +45,22 @@ def test_label_free_mixture_picks_enough_components_and_recovers_the_clusters():
     assert en < 0.1 * base["aggregate"][1]  # beyond the two moments the aggregate Gaussian matches
     nearest = torch.cdist(mix.sample(3000, seed=2), CENTRES).min(1).values
     assert nearest.median() < 1.0  # a single Gaussian puts most samples between the clusters
+
+
+def test_the_mixture_search_goes_on_while_held_out_likelihood_rises_and_stops_when_it_does_not():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]])
+    two = torch.cat([torch.randn(3000, 3, generator=g) * 0.5 + c for c in centres])
+    mix, scores = latent.choose_gmm(two)
+    assert len(mix.parts) == 2
+    assert list(scores) == [1, 2, 3, 5]  # 3 and 5 components add nothing over 2: the search stops
+    assert scores[2] > scores[1] + 1.0
+    assert max(scores[3], scores[5]) <= scores[2] + latent.GMM_MIN_GAIN
+    # many small clusters: the search passes the old largest candidate (20) and finds them
+    grid = torch.stack(torch.meshgrid(torch.arange(6.0), torch.arange(6.0), indexing="ij"), -1).reshape(-1, 2)
+    many = torch.cat([torch.randn(200, 2, generator=g) * 0.05 + 2 * c for c in grid])  # 36 clusters
+    mix, scores = latent.choose_gmm(many)
+    assert max(scores) > 20 and len(mix.parts) >= 30
 
 
 def test_two_stage_vae_learns_the_latent_distribution_and_records_its_curve():

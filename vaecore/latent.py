@@ -170,22 +170,36 @@ def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30) -> Mixture
     return _em(x, torch.nn.functional.one_hot(nearest, k).double(), iters)
 
 
+GMM_SIZES = (1, 2, 3, 5, 8, 13, 20, 30, 50, 80, 120)  # tried in order until the score stops rising
+GMM_MIN_GAIN = 0.01  # nats per held-out point a larger mixture must add to count as better
+GMM_PATIENCE = 2  # sizes in a row that may fail to beat the best before the search stops: one EM
+# run can land in a poor local optimum (k-means++ start), the next size usually does not
+
+
 def choose_gmm(
-    mu: torch.Tensor, candidates: tuple[int, ...] = (1, 2, 5, 10, 20), seed: int = 0
+    mu: torch.Tensor, sizes: tuple[int, ...] = GMM_SIZES, seed: int = 0, min_gain: float = GMM_MIN_GAIN
 ) -> tuple[Mixture, dict[int, float]]:
     """The label-free mixture whose size has the best held-out log-likelihood, refitted on all of mu.
 
-    A random 20% of the points (at most 4,000) is held out and at most 16,000 others are fitted:
-    enough to rank sizes, and it keeps the search to seconds. Returns the refit and
-    {k: held-out log-likelihood in nats per point}.
+    Sizes are tried in increasing order until GMM_PATIENCE in a row fail to beat the best so far by
+    min_gain (or there are fewer than 10 fitted points per component), so the search goes on as
+    long as the data reward more components. A random 20% of the points (at most 4,000) is held out and at
+    most 16,000 others are fitted: enough to rank sizes, and it keeps the search to seconds.
+    Returns the refit and {k: held-out log-likelihood in nats per point} for every size tried.
     """
     perm = torch.randperm(len(mu), generator=torch.Generator().manual_seed(seed))
     cut = min(len(mu) // 5, 4000)
     held, fit = mu[perm[:cut]], mu[perm[cut : cut + 16000]]
-    scores = {
-        k: float(fit_gmm(fit, k, seed).log_prob(held).mean())
-        for k in candidates
-        if k == 1 or k <= len(fit) // 10  # one component always fits, even on a handful of points
-    }
-    best = max(scores, key=scores.get)
+    scores: dict[int, float] = {}
+    best, misses = sizes[0], 0
+    for k in sizes:
+        if k > 1 and k > len(fit) // 10:  # one component always fits, even on a handful of points
+            break
+        scores[k] = float(fit_gmm(fit, k, seed).log_prob(held).mean())
+        if k == sizes[0] or scores[k] > scores[best] + min_gain:
+            best, misses = k, 0
+        else:
+            misses += 1
+            if misses == GMM_PATIENCE:
+                break
     return fit_gmm(mu, best, seed), scores

@@ -54,6 +54,7 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
             rows.append(
                 (label(key), ", ".join(f"{v:.2f}" for v in vals[:16]) + (" …" if len(vals) > 16 else ""))
             )
+    rows += mixture_search(m)
     names = {s.name: s.short for s in catalog.SAMPLERS}
     if m.get("best_sampler") in names:
         rows.append(("best label-free sampler", names[m["best_sampler"]]))
@@ -64,6 +65,18 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
         rows.append(("Inception FID", str(m["inception_fid_note"])))
     rows += [("epochs", fmt(run["epochs"], "{:.0f}")), ("train time", fmt_seconds(run["seconds"]))]
     return rows
+
+
+def mixture_search(m: dict) -> list[tuple[str, str]]:
+    """The mixture sizes tried and each one's held-out log-likelihood, the chosen one marked."""
+    scores = m.get("gmm_heldout_ll")
+    if not isinstance(scores, dict):
+        return []
+    pairs = [(k, number(v)) for k, v in scores.items() if str(k).isdigit() and number(v) is not None]
+    chosen = str(m.get("gmm_components", ""))
+    cell = lambda k, v: f"[{k}: {v:.2f}]" if k == chosen else f"{k}: {v:.2f}"  # noqa: E731
+    text = ", ".join(cell(k, v) for k, v in pairs)
+    return [("mixture sizes tried: held-out nats/point, [chosen]", text)] if pairs else []
 
 
 def history(run: dict) -> dict:
