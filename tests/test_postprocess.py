@@ -60,6 +60,8 @@ METRICS = {
     "gmm_heldout_ll",
     "two_stage_val_loss",
     "best_sampler",
+    "best_sampler_excluded",
+    "coverage_recon",
     "gap_closed",
     "inception_fid",
     "inception_fid_note",

@@ -88,4 +88,25 @@ def test_post_processing_fits_the_label_free_samplers_by_default_and_labels_only
 
 def test_best_sampler_ignores_the_label_using_mixture_and_measures_the_gap_closed():
     m = {"fid_prior": 100.0, "fid_recon": 20.0, "fid_aggregate": 60.0, "fid_gmm": 40.0, "fid_mixture": 10.0}
-    assert trial.best_sampler(m) == {"best_sampler": "gmm", "gap_closed": 0.75}  # (100 - 40) / (100 - 20)
+    verdict = trial.best_sampler(m)
+    assert verdict == {"best_sampler": "gmm", "gap_closed": 0.75, "best_sampler_excluded": {}}  # 60 / 80
+
+
+def test_a_sampler_that_drops_classes_is_not_best_however_low_its_fid_and_the_summary_says_why():
+    cover = lambda e: {"entropy": e, "histogram": [0.1] * 10}  # noqa: E731
+    m = {
+        "fid_prior": 100.0,
+        "fid_recon": 20.0,
+        "fid_aggregate": 60.0,
+        "fid_gmm": 30.0,  # the lowest FID, but its samples are mostly three classes
+        "coverage_recon": cover(2.25),
+        "coverage_prior": cover(2.20),
+        "coverage_aggregate": cover(2.18),
+        "coverage_gmm": cover(1.40),
+    }
+    verdict = trial.best_sampler(m)
+    assert verdict["best_sampler"] == "aggregate" and verdict["gap_closed"] == 0.5  # (100 - 60) / 80
+    assert list(verdict["best_sampler_excluded"]) == ["gmm"]
+    assert "1.40 < reconstructions' 2.25" in verdict["best_sampler_excluded"]["gmm"]
+    m["coverage_gmm"] = cover(2.25 - 0.09)  # within the stated tolerance (0.1 nats): it counts
+    assert trial.best_sampler(m)["best_sampler"] == "gmm"

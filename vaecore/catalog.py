@@ -166,10 +166,36 @@ def compare() -> list[str]:
     return [s.artifact for s in SAMPLERS if s.compare] + list(COMPARE_FIGURES)
 
 
-def best_sampler(fids: dict[str, float | None]) -> str | None:
-    """The label-free sampler with the lowest FID (sampler name -> FID; None and unknown names are
-    ignored; ties go to the first in catalogue order); None when no label-free sampler has one."""
-    known = {s.name: fids[s.name] for s in SAMPLERS if s.label_free and fids.get(s.name) is not None}
+COVERAGE_TOLERANCE = 0.1  # nats: a sampler whose class entropy is further than this below the
+# reconstructions' drops classes the decoder can draw, and is not "best" however low its FID
+
+
+def excluded(entropies: dict[str, float | None], floor: float | None) -> dict[str, str]:
+    """Samplers that drop classes (name -> why): class entropy of their samples below the
+    reconstructions' entropy (floor) by more than COVERAGE_TOLERANCE. None values are not judged."""
+    if floor is None:
+        return {}
+    return {
+        name: f"class entropy {e:.2f} < reconstructions' {floor:.2f} - {COVERAGE_TOLERANCE:g}: drops classes"
+        for name, e in entropies.items()
+        if e is not None and e < floor - COVERAGE_TOLERANCE
+    }
+
+
+def best_sampler(
+    fids: dict[str, float | None],
+    entropies: dict[str, float | None] | None = None,
+    floor: float | None = None,
+) -> str | None:
+    """The label-free sampler with the lowest FID among those that keep the classes (see
+    excluded; sampler name -> FID, None and unknown names are ignored; ties go to the first in
+    catalogue order); None when no label-free sampler qualifies."""
+    dropped = excluded(entropies or {}, floor)
+    known = {
+        s.name: fids[s.name]
+        for s in SAMPLERS
+        if s.label_free and fids.get(s.name) is not None and s.name not in dropped
+    }
     return min(known, key=known.get) if known else None
 
 

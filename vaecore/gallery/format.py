@@ -48,8 +48,11 @@ def label(key: str) -> str:
 
 
 def metric(run: dict, key: str) -> float | None:
+    """A number from summary.json's metrics; "coverage_gmm.entropy" reads inside a table."""
     m = run["summary"].get("metrics")
-    return number(m.get(key)) if isinstance(m, dict) else None
+    for part in key.split("."):
+        m = m.get(part) if isinstance(m, dict) else None
+    return number(m)
 
 
 def trial_url(run: dict, rel: str, root: str) -> str:

@@ -124,10 +124,12 @@ def _text_cell(text: str, sort: Any = None) -> dict:
 
 
 def best_sampler(group: dict) -> str:
-    """'2-stage VAE (31.2)': the catalogue's best sampler on the group's mean FIDs."""
-    stats = {s.name: grp.group_stat(group, s.fid_key) for s in catalog.SAMPLERS}
-    means = {k: st.mean if st else None for k, st in stats.items()}
-    best = catalog.best_sampler(means)
+    """'2-stage VAE (31.2)': the catalogue's best sampler on the group's mean FIDs and class
+    entropies (a sampler that drops classes is passed over)."""
+    mean = lambda key: st.mean if (st := grp.group_stat(group, key)) else None  # noqa: E731
+    means = {s.name: mean(s.fid_key) for s in catalog.SAMPLERS}
+    entropies = {s.name: mean(f"{s.coverage_key}.entropy") for s in catalog.SAMPLERS}
+    best = catalog.best_sampler(means, entropies, mean("coverage_recon.entropy"))
     return DASH if best is None else f"{catalog.sampler(best).short} ({means[best]:.1f})"
 
 

@@ -58,6 +58,10 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
     names = {s.name: s.short for s in catalog.SAMPLERS}
     if m.get("best_sampler") in names:
         rows.append(("best label-free sampler", names[m["best_sampler"]]))
+    dropped = m.get("best_sampler_excluded")
+    for name, why in dropped.items() if isinstance(dropped, dict) else []:
+        if name in names:
+            rows.append((f"not best: {names[name]}", str(why)))
     clf = run["summary"].get("classifier")
     if isinstance(clf, dict):
         rows.append(("reference classifier accuracy", fmt(number(clf.get("test_accuracy")), "pct")))

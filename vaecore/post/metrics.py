@@ -231,6 +231,7 @@ def sample_quality(
         "fid_floor": real.floor_fid,
         "fid_recon": vs_real(rec_f),
         "recon_accuracy": float((rec_p.argmax(1) == test_y).float().mean()),
+        "coverage_recon": coverage(rec_p),  # the decoder's own class spread: what samplers are held to
         "fid_samples": len(next(iter(generated.values()))),
     }
     for name, images in generated.items():

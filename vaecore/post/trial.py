@@ -160,11 +160,16 @@ def samplers(tr_mu: torch.Tensor, tr_y: torch.Tensor, opts: Options) -> tuple[di
 
 
 def best_sampler(m: dict) -> dict:
-    """summary.json's verdict: the label-free sampler with the lowest FID and the share of the gap
-    from the prior's FID to the reconstructions' (the decoder's floor) that it closes."""
-    best = catalog.best_sampler({s.name: m.get(s.fid_key) for s in catalog.SAMPLERS})
+    """summary.json's verdict: the label-free sampler with the lowest FID among those that keep the
+    classes (the others, with why, in best_sampler_excluded), and the share of the gap from the
+    prior's FID to the reconstructions' (the decoder's floor) that it closes."""
+    fids = {s.name: m.get(s.fid_key) for s in catalog.SAMPLERS}
+    entropies = {s.name: (m.get(s.coverage_key) or {}).get("entropy") for s in catalog.SAMPLERS}
+    floor = (m.get("coverage_recon") or {}).get("entropy")
+    best = catalog.best_sampler(fids, entropies, floor)
     closed = catalog.gap_closed(m["fid_prior"], m["fid_recon"], m[f"fid_{best}"]) if best else None
-    return {"best_sampler": best, "gap_closed": closed}
+    dropped = catalog.excluded({k: v for k, v in entropies.items() if catalog.sampler(k).label_free}, floor)
+    return {"best_sampler": best, "gap_closed": closed, "best_sampler_excluded": dropped}
 
 
 # --- the per-trial pipeline's steps -----------------------------------------------------------
