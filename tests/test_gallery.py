@@ -351,3 +351,12 @@ def test_the_run_page_lists_the_mixture_sizes_tried_and_marks_the_chosen_one():
         ("mixture sizes tried: held-out nats/point, [chosen]", "1: -5.80, 2: -4.25, [3: -3.26], 5: -3.26")
     ]
     assert pages.mixture_search({"gmm_heldout_ll": "broken"}) == []
+
+
+def test_runs_are_listed_in_grid_order_with_numbers_as_numbers():
+    grid = {"model.latent_dim": [2, 10, 12], "loss.recon_multiplier": [1000, 5000]}
+    made = [("z10-r1000", 10, 1000), ("z2-r5000", 2, 5000), ("z2-r1000", 2, 1000), ("z12-r1000", 12, 1000)]
+    runs = [{"name": n, "params": {"model.latent_dim": z, "loss.recon_multiplier": r}} for n, z, r in made]
+    runs.append({"name": "odd", "params": {}})  # no grid values: last
+    ordered = [r["name"] for r in sorted(runs, key=site.grid_order(grid))]
+    assert ordered == ["z2-r1000", "z2-r5000", "z10-r1000", "z12-r1000", "odd"]  # by name: z10 < z2

@@ -109,6 +109,21 @@ def load_run(tdir: Path, entry: dict) -> dict:
     }
 
 
+def grid_order(grid: dict):
+    """A sort key for runs: by their grid values in the grid's key order, numbers as numbers (z2
+    before z10), then by name; a run without a key sorts after those with it."""
+
+    def key(run: dict) -> tuple:
+        parts = []
+        for k in grid:
+            v = run["params"].get(k)
+            n = number(v)
+            parts.append((0, n, "") if n is not None else (1, 0.0, str(v)) if v is not None else (2, 0.0, ""))
+        return (*parts, run["name"])
+
+    return key
+
+
 def load_sweep(sweep_dir: Path) -> dict:
     """The manifest plus every trial folder (a trial only in the manifest shows as pending)."""
     folder = layout.SweepDir(sweep_dir)
@@ -121,6 +136,7 @@ def load_sweep(sweep_dir: Path) -> dict:
         for n in names
         if "/" not in n and n not in ("", ".", "..") and not folder.trial(n).path.is_symlink()
     ]
+    found.sort(key=grid_order(_grid(spec, manifest)))
     inputs = [folder.file("manifest")] + [
         folder.trial(r["name"]).path / f
         for r in found
