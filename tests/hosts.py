@@ -93,6 +93,7 @@ def netns_pids(ns: str) -> list[int]:
 
 def _remove_netns(ns: str, grace: float) -> None:
     end_pids(netns_pids(ns), grace)
+    _ip("-n", ns, "link", "del", "eth0", check=False)  # the veth pair, now rather than later
     _ip("netns", "del", ns, check=False)
 
 
@@ -204,6 +205,7 @@ class Hosts:
         """End every process in the hosts (by pid), delete namespaces, bridge and folder."""
         for name in self.names:
             _remove_netns(self.netns(name), self.grace)
+            _ip("link", "del", self.veth(name), check=False)  # else it goes later, asynchronously
         for proc in self.procs:
             with contextlib.suppress(Exception):
                 proc.kill()
