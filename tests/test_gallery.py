@@ -346,10 +346,9 @@ def test_image_size_reads_a_file_or_its_bytes_and_gives_none_for_anything_else(t
 def test_the_run_page_lists_the_mixture_sizes_tried_and_marks_the_chosen_one():
     from vaecore.gallery import pages
 
-    m = {"gmm_heldout_ll": {"1": -5.8, "2": -4.25, "3": -3.26, "5": -3.261}, "gmm_components": 3}
-    assert pages.mixture_search(m) == [
-        ("mixture sizes tried: held-out nats/point, [chosen]", "1: -5.80, 2: -4.25, [3: -3.26], 5: -3.26")
-    ]
+    m = {"gmm_heldout_ll": {"1": -5.8, "13": -3.27, "2": -4.25, "3": -3.26, "5": -3.261}, "gmm_components": 3}
+    text = "1: -5.80, 2: -4.25, [3: -3.26], 5: -3.26, 13: -3.27"  # by size, not as the JSON keys sort
+    assert pages.mixture_search(m) == [("mixture sizes tried: held-out nats/point, [chosen]", text)]
     assert pages.mixture_search({"gmm_heldout_ll": "broken"}) == []
 
 
@@ -360,3 +359,26 @@ def test_runs_are_listed_in_grid_order_with_numbers_as_numbers():
     runs.append({"name": "odd", "params": {}})  # no grid values: last
     ordered = [r["name"] for r in sorted(runs, key=site.grid_order(grid))]
     assert ordered == ["z2-r1000", "z2-r5000", "z10-r1000", "z12-r1000", "odd"]  # by name: z10 < z2
+
+
+def test_the_run_page_shows_each_samplers_fid_class_entropy_and_histogram():
+    cover = lambda h, e: {"histogram": h, "entropy": e}  # noqa: E731
+    even, skew = [0.1] * 10, [0.5, 0.5] + [0.0] * 8
+    m = {
+        "fid_recon": 20.0,
+        "coverage_recon": cover(even, 2.30),
+        "fid_prior": 90.0,
+        "coverage_prior": cover(even, 2.29),
+        "fid_gmm": 30.0,
+        "coverage_gmm": cover(skew, 0.69),
+        "coverage_aggregate": cover([0.1] * 9, 2.2),  # a broken histogram: the row is left out
+        "best_sampler": "prior",
+        "best_sampler_excluded": {"gmm": "drops classes"},
+    }
+    rows = pages.coverage_rows({"summary": {"metrics": m}})
+    assert [(r["name"], r["fid"], r["entropy"], r["note"]) for r in rows] == [
+        ("reconstructions", "20.0", "2.30", ""),
+        ("N(0, I)", "90.0", "2.29", "best"),
+        ("mixture", "30.0", "0.69", "drops classes"),
+    ]
+    assert [b["h"] for b in rows[2]["bars"]] == [100, 100] + [0] * 8 and rows[2]["bars"][0]["pct"] == "50%"

@@ -71,12 +71,40 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def coverage_rows(run: dict) -> list[dict]:
+    """Each sampler (and the reconstructions) with its FID, the class entropy of its samples and
+    their class histogram as bar heights in percent of the tallest; the best and the excluded marked."""
+    m = run["summary"].get("metrics") if isinstance(run["summary"].get("metrics"), dict) else {}
+    dropped = m.get("best_sampler_excluded") if isinstance(m.get("best_sampler_excluded"), dict) else {}
+    rows = []
+    for name, short, fid_key in [("recon", "reconstructions", "fid_recon")] + [
+        (s.name, s.short, s.fid_key) for s in catalog.SAMPLERS
+    ]:
+        cov = m.get(f"coverage_{name}")
+        hist = cov.get("histogram") if isinstance(cov, dict) else None
+        if not isinstance(hist, list) or len(hist) != 10 or any(number(h) is None for h in hist):
+            continue
+        top = max(hist) or 1.0
+        note = "best" if m.get("best_sampler") == name else "drops classes" if name in dropped else ""
+        rows.append(
+            {
+                "name": short,
+                "fid": fmt(number(m.get(fid_key)), "{:.1f}"),
+                "entropy": fmt(number(cov.get("entropy")), "{:.2f}"),
+                "bars": [{"h": round(100 * h / top), "pct": f"{100 * h:.0f}%"} for h in hist],
+                "note": note,
+            }
+        )
+    return rows
+
+
 def mixture_search(m: dict) -> list[tuple[str, str]]:
     """The mixture sizes tried and each one's held-out log-likelihood, the chosen one marked."""
     scores = m.get("gmm_heldout_ll")
     if not isinstance(scores, dict):
         return []
     pairs = [(k, number(v)) for k, v in scores.items() if str(k).isdigit() and number(v) is not None]
+    pairs.sort(key=lambda kv: int(kv[0]))  # summary.json's keys come back sorted as text: 1, 13, 2
     chosen = str(m.get("gmm_components", ""))
     cell = lambda k, v: f"[{k}: {v:.2f}]" if k == chosen else f"{k}: {v:.2f}"  # noqa: E731
     text = ", ".join(cell(k, v) for k, v in pairs)
@@ -142,6 +170,7 @@ def run_context(sweep: dict, run: dict, prev: dict | None, nxt: dict | None) -> 
             "post_processed": run["post_processed"],
             "params": [(label(k), k, fmt_param(v)) for k, v in run["params"].items()],
             "metrics": metric_rows(run),
+            "coverage": coverage_rows(run),
             "config": config_rows(run["config"]),
             "history": history(run),
             "frames": frames,
