@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from jobs import gallery as gallery_cli
-from vaecore import config
+from vaecore import catalog, config
 from vaecore.gallery import groups, pages, site
 
 import gallery_fixtures
@@ -382,3 +382,9 @@ def test_the_run_page_shows_each_samplers_fid_class_entropy_and_histogram():
         ("mixture", "30.0", "0.69", "drops classes"),
     ]
     assert [b["h"] for b in rows[2]["bars"]] == [100, 100] + [0] * 8 and rows[2]["bars"][0]["pct"] == "50%"
+
+
+def test_a_gap_closed_beyond_100_percent_says_the_decoder_is_the_floor():
+    gap = next(x for x in catalog.EXTRA_METRICS if x.key == "gap_closed")
+    assert "decoder's floor" in pages.metric_text({"summary": {"metrics": {"gap_closed": 1.03}}}, gap)
+    assert pages.metric_text({"summary": {"metrics": {"gap_closed": 0.75}}}, gap) == "75.0%"
