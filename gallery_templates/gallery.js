@@ -103,12 +103,12 @@
     b.addEventListener("click", function () { selected = {}; applySelection(); });
   });
 
-  // --- one epoch slider for every prior-sample cell of the matrix ---------------------------------
+  // --- one epoch slider for every cell of the matrix (all three kinds) -----------------------------
   var slider = document.querySelector("input.epoch-slider");
   if (slider) {
     var label = document.querySelector("output.epoch-label"), play = document.querySelector("button.play");
     var cells = Array.prototype.map.call(
-      document.querySelectorAll(".matrices.samples img[data-frames]"),
+      document.querySelectorAll(".matrices img[data-frames]"),
       function (img) { return { img: img, frames: JSON.parse(img.getAttribute("data-frames")) }; });
     var timer = null;
     var showEpoch = function (e) {

@@ -388,3 +388,26 @@ def test_a_gap_closed_beyond_100_percent_says_the_decoder_is_the_floor():
     gap = next(x for x in catalog.EXTRA_METRICS if x.key == "gap_closed")
     assert "decoder's floor" in pages.metric_text({"summary": {"metrics": {"gap_closed": 1.03}}}, gap)
     assert pages.metric_text({"summary": {"metrics": {"gap_closed": 0.75}}}, gap) == "75.0%"
+
+
+def test_every_matrix_view_carries_its_per_epoch_grids_so_the_slider_moves_all_three():
+    from vaecore.gallery import matrix
+
+    kinds = ("samples", "recon", "prototypes")
+    per_epoch = {k: [f"epochs/{k}_{e:03d}.png" for e in (1, 2, 3)] for k in kinds}
+    run = {
+        "name": "z2",
+        "page": "z2.html",
+        "params": {"model.latent_dim": 2},
+        "artifacts": {"recon": "artifacts/recon.png"},
+        "frames": per_epoch["samples"],
+        "epoch_images": per_epoch,
+        "sizes": {},
+    }
+    group = {"id": "u0", "name": "z2", "params": run["params"], "runs": [run]}
+    for key, kind in matrix.EPOCH_KIND.items():
+        cell = matrix._cell([group], {}, key, 160, lambda r: "")
+        assert cell["epochs"] == [1, 2, 3] and cell["img"]["src"].endswith(f"{kind}_003.png"), key
+    run["epoch_images"] = {"samples": per_epoch["samples"], "recon": [], "prototypes": []}  # an older sweep
+    cell = matrix._cell([group], {}, "recon", 320, lambda r: "")
+    assert cell["epochs"] == [] and cell["img"]["src"].endswith("artifacts/recon.png")

@@ -3,6 +3,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -256,3 +257,20 @@ def test_channels_last_gives_the_default_formats_results(small, tiny_cfg):
         assert nhwc[0][k] == pytest.approx(default[0][k], rel=2e-4)
     for k in ("loss", "recon", "kl", "mse"):
         assert nhwc[1][k] == pytest.approx(default[1][k], rel=2e-3)
+
+
+def test_every_epoch_draws_the_prior_samples_the_reconstructions_and_the_class_prototypes(
+    small, tiny_cfg, tmp_path
+):
+    from PIL import Image
+
+    train.fit(tiny_cfg, small, tmp_path)
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "epochs").iterdir()}
+    want = {f"{k}_{e:03d}.png" for k in ("samples", "recon", "prototypes") for e in (1, 2)}
+    assert set(sizes) == want
+    # 28 px images with 2 px padding: 8 x 8 prior samples; 10 classes x (original, reconstruction); 10 x 1
+    assert sizes["samples_002.png"] == (8 * 30 + 2,) * 2
+    assert sizes["recon_002.png"] == (10 * 30 + 2, 2 * 30 + 2)
+    assert sizes["prototypes_002.png"] == (10 * 30 + 2, 30 + 2)
+    first = np.array(Image.open(tmp_path / "epochs" / "recon_001.png"))[:30]
+    assert (first == np.array(Image.open(tmp_path / "epochs" / "recon_002.png"))[:30]).all()  # same originals

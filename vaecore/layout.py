@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import socket
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,7 @@ def parse_status(raw: Any) -> TrialStatus:
     out: dict = {"status": state}
     for f in fields(TrialStatus):
         value = raw.get(f.name)
-        default = TrialStatus.__dataclass_fields__[f.name]
-        if f.name != "status" and value is not None and _fits(value, default):
+        if f.name != "status" and value is not None and _fits(value, f):
             out[f.name] = value
     return TrialStatus(**out)
 
@@ -98,6 +97,9 @@ TRIAL_FILES = {
 }
 
 
+EPOCH_IMAGES = ("samples", "recon", "prototypes")  # epochs/<kind>_NNN.png, drawn after every epoch
+
+
 @dataclass(frozen=True)
 class Trial:
     """One trial folder, <sweep>/trials/<name>/ (or a plain `jobs.train` run folder)."""
@@ -114,8 +116,10 @@ class Trial:
     def file(self, key: str) -> Path:
         return self.path / TRIAL_FILES[key]
 
-    def epoch_samples(self, epoch: int) -> Path:
-        return self.file("epochs") / f"samples_{epoch:03d}.png"
+    def epoch_image(self, kind: str, epoch: int) -> Path:
+        """epochs/<kind>_NNN.png, kind one of EPOCH_IMAGES: the pictures redrawn after each epoch."""
+        assert kind in EPOCH_IMAGES, kind
+        return self.file("epochs") / f"{kind}_{epoch:03d}.png"
 
     # --- status ----------------------------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class Trial:
         """The driver was stopped: a trial not yet completed, nor finally failed, says so."""
         st = self.status()
         if st.status is not Status.COMPLETED and not st.final:
-            self.write_status(_replace(st, status=Status.INTERRUPTED, reason="the driver was stopped"))
+            self.write_status(replace(st, status=Status.INTERRUPTED, reason="the driver was stopped"))
 
     def mark_failed(self, reason: str) -> None:
         """The trial's process itself crashed (Tune reports the error, not the trial)."""
@@ -210,10 +214,6 @@ class Trial:
         rows = runs.read_jsonl(self.file("events"))
         rows.append({"event": event, "epoch": epoch, "time": round(time.time(), 1)})
         runs.write_jsonl(self.file("events"), rows)
-
-
-def _replace(st: TrialStatus, **changes) -> TrialStatus:
-    return TrialStatus(**{**{f.name: getattr(st, f.name) for f in fields(st)}, **changes})
 
 
 # --- a sweep folder ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from torch import nn
 from vaecore import images, latent, layout, runs
 from vaecore.config import Config, ConfigError, diff, digest
 from vaecore.data import FashionMNIST, to_device
-from vaecore.epoch import Diverged, Session, run_epoch, unwrap
+from vaecore.epoch import Diverged, Session, as_batch, run_epoch, unwrap
 from vaecore.model import build, torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -129,26 +129,43 @@ def load_state(s: Session, state: dict, cfg: Config, device="cpu", rank: int = 0
 
 
 EPOCH_SAMPLES, EPOCH_SEED = 64, 2024  # the same 64 prior vectors decoded after every epoch
+EPOCH_PROTOTYPE_IMAGES = 100  # train images per class whose mean posterior is the epoch's prototype
+
+
+def first_per_class(y: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the first n images of each class, class by class: fixed, whatever the epoch."""
+    return torch.cat([(y == c).nonzero().flatten()[:n] for c in range(10)])
 
 
 @torch.no_grad()
-def save_epoch_samples(model: nn.Module, epoch: int, trial: layout.Trial, device="cpu") -> Path:
-    """Decode the same prior vectors after every epoch: epochs/samples_007.png (8 x 8 grid)."""
+def save_epoch_figures(
+    model: nn.Module, epoch: int, trial: layout.Trial, ds: FashionMNIST, cfg: Config
+) -> None:
+    """The same three pictures after every epoch, in epochs/: samples_NNN.png (the 64 prior
+    vectors, 8 x 8), recon_NNN.png (the first test image of each class above its reconstruction)
+    and prototypes_NNN.png (each class's mean posterior over its first 100 train images, decoded)."""
     m = unwrap(model)
     was_training = m.training
     m.eval()
-    z = latent.prior_z(EPOCH_SAMPLES, m.latent_dim, EPOCH_SEED)
-    grid = images.tile(m.decode(z.to(device)), nrow=8, pad=2, scale=1)
+    device = next(m.parameters()).device
+    x = as_batch(ds.test_x, first_per_class(ds.test_y, 1), cfg)  # (10, 1, 28, 28)
+    seen = first_per_class(ds.train_y, EPOCH_PROTOTYPE_IMAGES)
+    means = latent.class_means(m.encode(as_batch(ds.train_x, seen, cfg))[0], ds.train_y[seen])
+    z = latent.prior_z(EPOCH_SAMPLES, m.latent_dim, EPOCH_SEED).to(device)
+    pictures = {
+        "samples": (m.decode(z), 8),
+        "recon": (torch.cat([x.float(), m.decode(m.encode(x)[0])]), 10),
+        "prototypes": (m.decode(means), 10),
+    }
     m.train(was_training)
-    path = trial.epoch_samples(epoch)
-    images.write_gray(grid, path, levels=None)  # all 256 grays: the epoch grids are small
-    return path
+    for kind, (batch, nrow) in pictures.items():  # all 256 grays: the epoch grids are small
+        images.write_gray(images.tile(batch, nrow=nrow, pad=2, scale=1), trial.epoch_image(kind, epoch), None)
 
 
-def write_epoch_files(s: Session, trial: layout.Trial, device="cpu") -> None:
-    """After the epoch's checkpoint is stored: metrics.jsonl (all epochs) and its sample grid."""
+def write_epoch_files(s: Session, trial: layout.Trial, ds: FashionMNIST, cfg: Config) -> None:
+    """After the epoch's checkpoint is stored: metrics.jsonl (all epochs) and its pictures."""
     trial.write_history(s.history)
-    save_epoch_samples(s.model, s.epoch, trial, device)
+    save_epoch_figures(s.model, s.epoch, trial, ds, cfg)
 
 
 def save_model(s: Session, cfg: Config, trial: layout.Trial) -> None:
@@ -207,7 +224,7 @@ def train_loop(
             rng = gather_rng(device)  # every rank's random state (an all-gather): exact resumes
             reporter.save(state_dict(s, cfg, rng) if rank == 0 else None, row)
             if rank == 0:  # after the checkpoint: an epoch in metrics.jsonl is never lost by a crash
-                write_epoch_files(s, trial, device)
+                write_epoch_files(s, trial, ds, cfg)
             reporter.report(row)
     except Diverged as e:
         # Every rank sees the same non-finite gradients (they are averaged), so all stop here.

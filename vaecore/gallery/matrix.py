@@ -1,8 +1,9 @@
 """The index's picture matrix: one cell per grid point over the two main swept axes, three kinds.
 
-Prior samples exist per epoch (epochs/samples_NNN.png, written while training), so their cells
-carry every epoch's file for the one slider; reconstructions and class prototypes are rendered
-once, by post-processing, so those cells show the final epoch only (the page says so).
+All three are drawn after every epoch while training (epochs/samples_NNN.png, recon_NNN.png,
+prototypes_NNN.png), so every cell carries each epoch's file and the one slider moves all three
+views. A sweep trained before the recon and prototype grids existed shows post-processing's
+final figure for those two (no frames: the slider leaves them alone).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ KINDS = [
     ("recons", "reconstructions", "recon", 320),
     ("prototypes", "class prototypes", "prototypes", 320),
 ]
+# artifact key -> the kind of its per-epoch grid, epochs/<kind>_NNN.png
+EPOCH_KIND = {"samples_prior": "samples", "recon": "recon", "prototypes": "prototypes"}
 
 
 def main_axes(axes: list[dict]) -> list[dict]:
@@ -60,9 +63,8 @@ def matrices(groups: list[dict], axes: list[dict], note: Any) -> dict:
                 }
             )
         kinds.append({"id": kind, "label": lab, "tables": tables})
-    epochs = [
-        e for k in kinds[:1] for t in k["tables"] for r in t["rows"] for c in r["cells"] for e in c["epochs"]
-    ]
+    cells = [c for k in kinds for t in k["tables"] for r in t["rows"] for c in r["cells"]]
+    epochs = [e for c in cells for e in c["epochs"]]
     return {
         "axes": " × ".join(a["label"] for a in main),
         "kinds": kinds,
@@ -83,11 +85,12 @@ def _cell(groups: list[dict], want: dict, key: str, width: int, note: Any) -> di
     runs = group["runs"]
     run = next((r for r in runs if r["artifacts"] or r["frames"]), runs[0])  # the first seed with pictures
     rel, frames = run["artifacts"].get(key), []
-    if key == "samples_prior" and run["frames"]:
-        # The bare 8 x 8 grids written per epoch (the same prior vectors in every run of one latent
-        # size) stay readable as thumbnails; the titled 10 x 10 figure does not.
-        frames = [(_epoch(f, i), trial_url(run, f, "")) for i, f in enumerate(run["frames"])]
-        rel = run["frames"][-1]
+    per_epoch = run.get("epoch_images", {}).get(EPOCH_KIND[key]) or []
+    if per_epoch:
+        # The bare grids written per epoch (the same prior vectors, test images and class subsets
+        # in every run) stay readable as thumbnails; the titled post-processing figures do not.
+        frames = [(_epoch(f, i), trial_url(run, f, "")) for i, f in enumerate(per_epoch)]
+        rel = per_epoch[-1]
     text = note(run) or ("" if rel else "no picture")
     if len(runs) > 1:
         text = f"seed {run['params'].get('train.seed', '?')} of {len(runs)} runs" + (

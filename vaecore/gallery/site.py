@@ -83,8 +83,7 @@ def load_run(tdir: Path, entry: dict) -> dict:
     params = _read(tdir, files["params"]) or entry.get("params") or (summary or {}).get("params")
     arts = (summary or {}).get("artifacts")
     artifacts = {k: p for k, v in (arts if isinstance(arts, dict) else {}).items() if (p := _inside(tdir, v))}
-    epochs_dir = tdir / "epochs"
-    frames = sorted(p.name for p in epochs_dir.glob("samples_*.png") if _inside(tdir, f"epochs/{p.name}"))
+    per_epoch = {kind: epoch_images(tdir, kind) for kind in layout.EPOCH_IMAGES}
     shown = (layout.Status.COMPLETED, layout.Status.FAILED, layout.Status.RUNNING)
     state = status.status.value if status.status in shown else "pending"
     return {
@@ -100,13 +99,21 @@ def load_run(tdir: Path, entry: dict) -> dict:
         "summary": summary or {},
         "history": runs.read_jsonl(tdir / files["metrics"]) if _inside(tdir, files["metrics"]) else [],
         "artifacts": artifacts,
-        "frames": [f"epochs/{f}" for f in frames],
+        "frames": per_epoch["samples"],  # the prior samples' grids, epoch by epoch
+        "epoch_images": per_epoch,
         "downloads": [f for f in DOWNLOADS if _inside(tdir, f)],
         "sizes": {
             rel: images.image_size(tdir / rel)
-            for rel in [*artifacts.values(), *[f"epochs/{f}" for f in frames]]
+            for rel in [*artifacts.values(), *(r for rels in per_epoch.values() for r in rels)]
         },
     }
+
+
+def epoch_images(tdir: Path, kind: str) -> list[str]:
+    """epochs/<kind>_NNN.png inside the trial folder, in epoch order (trial-relative paths)."""
+    folder = layout.Trial(tdir).file("epochs")
+    names = sorted(p.name for p in folder.glob(f"{kind}_[0-9][0-9][0-9].png"))
+    return [rel for n in names if (rel := _inside(tdir, f"{folder.name}/{n}"))]
 
 
 def grid_order(grid: dict):
