@@ -193,39 +193,3 @@ def test_worker_fault_recovers_and_a_diverging_sibling_fails_with_its_reason(tmp
     assert status["status"] == "failed" and "non-finite" in status["reason"]
     assert not (bad / "model.pt").exists()
     assert "lr1000000000000" in proc.stdout and "failed" in proc.stdout
-
-
-def test_ray_job_submit_runs_the_sweep_on_a_started_head(ray_head, tmp_path):
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            "ray",
-            "job",
-            "submit",
-            "--address",
-            ray_head["dashboard"],
-            "--working-dir",
-            ".",
-            "--runtime-env-json",
-            '{"excludes": [".git", "test-artifacts", ".venv"]}',
-            "--",
-            "python",
-            "-m",
-            "jobs.sweep",
-            "--config",
-            "jobs/configs/tiny.toml",
-            "--out",
-            str(out),
-            "--no-postprocess",
-        ],
-        cwd=REPO,
-        env=ray_head["env"],
-        text=True,
-        capture_output=True,
-        timeout=400,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "succeeded" in proc.stdout
-    assert "ray: 2 CPUs, 0 GPUs on 1 node(s)" in proc.stdout and "to join)" in proc.stdout
-    for name in ("z2", "z3"):
-        assert runs.read_json(out / "tiny" / "trials" / name / "status.json")["status"] == "completed"

@@ -4,14 +4,13 @@ import math
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from vaecore import config, runs
 
-from procs import REPO, free_port, write_sweep
+from procs import REPO, free_port
 
 pytestmark = pytest.mark.integration
 CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
@@ -110,60 +109,3 @@ def test_a_vae_venv_without_activate_fails_the_job_in_one_line(slurm_env, tmp_pa
         x for x in (folder / "log" / "jobcomp.txt").read_text().splitlines() if f"JobId={job_id} " in x
     )
     assert "JobState=FAILED" in line
-
-
-def test_usr1_requeues_the_job_which_resumes_and_records_each_epoch_once(slurm_env, tmp_path):
-    env, folder = slurm_env
-    out, log = tmp_path / "runs", tmp_path / "job.out"
-    sets = {"train.epochs": 3, "data.train_per_class": 300, "data.test_per_class": 20}
-    sets["resources.cpus_per_worker"] = 2
-    sweep = write_sweep(tmp_path / "long.toml", "long", set=sets, grid={"model.latent_dim": [2]})
-    args = ["--parsable", "--cpus-per-task=2", f"--output={log}", "scripts/slurm/sweep.sh"]
-    args += ["--config", str(sweep), "--no-postprocess"]
-    submit = subprocess.run(
-        ["sbatch", *args],
-        cwd=REPO,
-        env={**env, "VAE_OUT": str(out)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert submit.returncode == 0, submit.stderr
-    job_id = submit.stdout.strip().split(";")[0]
-    metrics = out / "long" / "trials" / "z2" / "metrics.jsonl"
-    deadline = time.time() + 600
-    while len(runs.read_jsonl(metrics)) < 1:
-        assert time.time() < deadline, "no epoch within 10 minutes"
-        time.sleep(1)
-    signal = subprocess.run(
-        ["scancel", "--signal=USR1", "--batch", job_id], env=env, capture_output=True, timeout=30
-    )
-    assert signal.returncode == 0, signal.stderr
-    # Slurm holds a requeued job back for about two minutes; let it start as soon as it is queued.
-    deadline = time.time() + 300
-    while "JobState=PENDING" not in (show := _show(env, job_id)) or "Restarts=1" not in show:
-        assert time.time() < deadline, log.read_text()[-3000:]
-        time.sleep(1)
-    subprocess.run(
-        ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, timeout=30, check=True
-    )
-    comp = folder / "log" / "jobcomp.txt"
-    deadline = time.time() + 900
-    while f"JobId={job_id} " not in comp.read_text() or "JobState=COMPLETED" not in _records(comp, job_id):
-        assert time.time() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
-    text = log.read_text()
-    assert "requeue 1 of at most 5" in text and f"job {job_id} (restart 1)" in text, text[-3000:]
-    assert [r["epoch"] for r in runs.read_jsonl(metrics)] == [1, 2, 3]
-    assert runs.read_json(out / "long" / "trials" / "z2" / "status.json")["status"] == "completed"
-
-
-def _show(env: dict, job_id: str) -> str:
-    proc = subprocess.run(
-        ["scontrol", "show", "job", "-o", job_id], env=env, capture_output=True, text=True, timeout=30
-    )
-    return proc.stdout
-
-
-def _records(comp: Path, job_id: str) -> str:
-    return "\n".join(line for line in comp.read_text().splitlines() if f"JobId={job_id} " in line)
