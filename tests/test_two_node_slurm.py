@@ -119,10 +119,14 @@ def test_sbatch_on_two_nodes_trains_on_both_hosts_and_usr1_requeues_it_to_resume
         wait_for(lambda: any(runs.read_jsonl(t / "metrics.jsonl") for t in trials), 600, log, "a first epoch")
         signal = subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=env, capture_output=True)
         assert signal.returncode == 0, signal.stderr
-        # Slurm holds a requeued job back for about two minutes; let it start as soon as it is queued.
+        # Slurm holds a requeued job back for about two minutes; let it start as soon as it safely can.
+        # Not within the second its old run's credential was revoked: slurmd compares whole seconds
+        # and refuses the new launch ("Job credential revoked"), which fails the job (seen in CI).
         wait_for(
             lambda: "JobState=PENDING" in (s := show(env, job_id)) and "Restarts=1" in s, 300, log, "requeue"
         )
+        queued = int(time.time())
+        wait_for(lambda: time.time() >= queued + 2 and nodes_idle(env), 120, log, "both nodes to be free")
         subprocess.run(
             ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, timeout=30, check=True
         )
@@ -143,6 +147,11 @@ def test_sbatch_on_two_nodes_trains_on_both_hosts_and_usr1_requeues_it_to_resume
         assert runs.read_json(t / "status.json")["status"] == "completed"
     assert {runs.read_json(t / "status.json")["host"] for t in trials} == {"n1", "n2"}  # both hosts trained
     print(text)
+
+
+def nodes_idle(env: dict) -> bool:
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True, timeout=30)
+    return states.stdout.split() == ["idle"]
 
 
 def show(env: dict, job_id: str) -> str:
