@@ -172,18 +172,17 @@ def postprocess_trial(trial_dir: str, local: bool) -> None:
     """
     with contextlib.suppress(Exception):
         if local:
-            _postprocess_task(trial_dir, _assigned_cpus())
+            _postprocess_task(trial_dir)
         else:
             options = {**post.ray_options(Path(trial_dir)), "scheduling_strategy": "DEFAULT"}
             ray.get(ray.remote(_postprocess_task).options(**options).remote(trial_dir))
 
 
-def _postprocess_task(trial_dir: str, threads: int | None = None) -> dict:
-    quiet = lambda line: None  # noqa: E731 (the driver prints each trial's result line)
-    sweep_dir = Path(trial_dir).parent.parent
-    clf = post.reference_classifier(quiet)
-    opts = post.load_options(sweep_dir)
-    return post.process_trial(Path(trial_dir), opts, clf, progress=quiet, threads=threads or _assigned_cpus())
+def _postprocess_task(trial_dir: str) -> dict:
+    """One trial, quietly (the driver prints its result line), with its sweep's options."""
+    clf = post.reference_classifier(lambda line: None)
+    opts = post.load_options(Path(trial_dir).parent.parent)
+    return _process_with_cpus(Path(trial_dir), opts, clf, False, progress=lambda line: None)
 
 
 def postprocess_tasks(
@@ -206,8 +205,9 @@ def postprocess_tasks(
     return {d.name: out[d.name] for d in dirs}
 
 
-def _process_with_cpus(trial_dir: Path, opts, clf_state: dict, force: bool) -> dict:
-    return post.process_trial(trial_dir, opts, clf_state, force, progress=print, threads=_assigned_cpus())
+def _process_with_cpus(trial_dir: Path, opts, clf_state: dict, force: bool, progress=print) -> dict:
+    """post.process_trial with torch's threads set to the CPUs Ray gave this task or trial."""
+    return post.process_trial(trial_dir, opts, clf_state, force, progress=progress, threads=_assigned_cpus())
 
 
 def _assigned_cpus() -> int | None:

@@ -58,7 +58,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         device = ray.train.torch.get_device()
     reporter = (LocalMode if local else Workers)(cfg, trial, run_dir, rank)
     reporter.clock["ranks"] = places(world, device)
-    ds = data.cached(cfg.data, verify=False)  # once per process; the driver verified the files
+    ds = data.cached(cfg.data)  # once per process, shared with its post-processing
     out = train.train_loop(cfg, ds, trial, reporter, device, rank, world, wrap)
     if out.diverged:
         reporter.send({"diverged": 1.0, "epoch": out.epochs})
