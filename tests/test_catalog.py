@@ -27,18 +27,20 @@ def test_best_sampler_is_the_lowest_label_free_fid_and_ignores_missing_ones():
 
 
 def test_the_samplers_rows_give_the_tables_fid_columns_titles_and_compare_pairs():
-    assert [s.name for s in catalog.SAMPLERS if s.label_free] == ["prior", "aggregate", "gmm", "two_stage"]
+    label_free = ["prior", "aggregate", "gmm", "two_stage", "flow"]
+    assert [s.name for s in catalog.SAMPLERS if s.label_free] == label_free
     assert {s.name: s.option for s in catalog.SAMPLERS} == {
         "prior": None,
         "aggregate": None,
         "gmm": "gmm",
         "two_stage": "two_stage",
+        "flow": "flow",
         "mixture": "mixture",
     }
     keys = [m.key for m in catalog.metrics()]
-    assert keys[5:9] == ["fid_prior", "fid_aggregate", "fid_gmm", "fid_two_stage"]  # no fid_mixture
-    assert keys[-1] == "recon_accuracy" and all(m.better == "min" for m in catalog.metrics()[5:9])
-    assert catalog.compare()[:4] == [f"samples_{k}" for k in ("prior", "aggregate", "gmm", "two_stage")]
+    assert keys[5:10] == [f"fid_{k}" for k in label_free]  # no fid_mixture
+    assert keys[-1] == "recon_accuracy" and all(m.better == "min" for m in catalog.metrics()[5:10])
+    assert catalog.compare()[:5] == [f"samples_{k}" for k in label_free]
     assert catalog.titles()["samples_mixture"] == "Class-started mixture samples (uses labels)"
     assert all(hasattr(trial.Options, s.option) for s in catalog.SAMPLERS if s.option)
     assert set(trial.FITS) == {s.name for s in catalog.SAMPLERS}
@@ -69,7 +71,7 @@ def test_one_catalogue_row_and_one_fit_function_add_a_sampler_everywhere(fmnist,
     write_sweep(
         sweep / "sweep.toml",
         "toy",
-        postprocess={"iwae_k": 4, "iwae_images": 20, "gmm": False, "two_stage": False},
+        postprocess={"iwae_k": 4, "iwae_images": 20, "gmm": False, "two_stage": False, "flow": False},
     )
     cfg = config.load(
         "default",

@@ -24,6 +24,7 @@ ARTIFACTS = {
     "samples_aggregate",
     "samples_gmm",
     "samples_two_stage",
+    "samples_flow",
     "two_stage_loss",
     "latent",
     "prototypes",
@@ -59,6 +60,12 @@ METRICS = {
     "gmm_components",
     "gmm_heldout_ll",
     "two_stage_val_loss",
+    "fid_flow",
+    "coverage_flow",
+    "flow_heldout_ll",
+    "flow_gaussian_heldout_ll",
+    "flow_steps",
+    "flow_seconds",
     "best_sampler",
     "best_sampler_excluded",
     "coverage_recon",
@@ -139,13 +146,14 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
     assert s["metrics"]["test_iwae"] > s["metrics"]["test_elbo"]
     assert s["metrics"]["fid_floor"] < s["metrics"]["fid_prior"]
     m = s["metrics"]
-    fids = {k: m[f"fid_{k}"] for k in ("prior", "aggregate", "gmm", "two_stage")}
+    fids = {k: m[f"fid_{k}"] for k in ("prior", "aggregate", "gmm", "two_stage", "flow")}
     assert m["best_sampler"] == min(fids, key=fids.get) and "fid_mixture" not in m  # labels: opt-in
     assert m["gap_closed"] == pytest.approx(
         (m["fid_prior"] - min(fids.values())) / (m["fid_prior"] - m["fid_recon"])
     )
     assert 1 <= m["gmm_components"] <= 20
     assert len(s["two_stage_curve"]["val"]) == 200 // 50  # a point every 50 steps
+    assert m["flow_heldout_ll"] > m["flow_gaussian_heldout_ll"] - 0.5  # 900 latents: roughly as good
     assert len(s["metrics"]["kl_per_dim"]) == 2 and s["classifier"]["test_accuracy"] >= 0.92
     for key, rel in s["artifacts"].items():
         img = Image.open(trial / rel).convert("L")
@@ -342,7 +350,7 @@ def test_bf16_and_fp32_post_processing_agree_within_the_stated_tolerance(pristin
         out[prec] = runs.read_json(sweep / "trials" / "z3" / "summary.json")
         assert out[prec]["precision"] == prec
     a, b = out["fp32"]["metrics"], out["bf16"]["metrics"]
-    for key in ("fid_prior", "fid_aggregate", "fid_gmm", "fid_two_stage", "fid_recon"):
+    for key in ("fid_prior", "fid_aggregate", "fid_gmm", "fid_two_stage", "fid_flow", "fid_recon"):
         assert b[key] == pytest.approx(a[key], rel=FID_RTOL), key
     for key in ("test_elbo", "test_iwae"):
         assert b[key] == pytest.approx(a[key], abs=NATS_ATOL), key

@@ -91,6 +91,10 @@ class Gaussian:
         eps = prior_z(n, self.mean.numel(), seed)  # same eps as the prior sampler: comparable
         return self.mean + eps @ self.chol.T
 
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log density of each row of x: (N,)."""
+        return _log_normals(x.double(), self.mean[None].double(), self.chol[None].double())[:, 0]
+
 
 def fit_gaussian(mu: torch.Tensor) -> Gaussian:
     x = mu.double()
