@@ -59,6 +59,13 @@ def small(fmnist) -> data.FashionMNIST:
     return data.subset(fmnist, 200, 50)
 
 
+@pytest.fixture(scope="session")
+def few(fmnist) -> data.FashionMNIST:
+    """20 training and 10 test images per class (4 steps an epoch at batch 64): for tests of the
+    loop's bookkeeping (resume, divergence, files), which need every class but no learning."""
+    return data.subset(fmnist, 20, 10)
+
+
 @pytest.fixture
 def tiny_cfg() -> config.Config:
     return config.load("default", ["train.epochs=2", "train.batch_size=64", "resources.cpus_per_worker=2"])

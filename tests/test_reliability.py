@@ -70,16 +70,16 @@ def test_a_crafted_model_file_is_reported_unreadable_and_its_payload_never_runs(
     assert not marker.exists()
 
 
-def test_a_crafted_checkpoint_stops_the_run_without_running_its_payload(small, tiny_cfg, tmp_path):
+def test_a_crafted_checkpoint_stops_the_run_without_running_its_payload(few, tiny_cfg, tmp_path):
     marker = tmp_path / "pwned"
     crafted(tmp_path / "checkpoint.pt", marker)
     with pytest.raises(Exception, match="Weights only load failed"):
-        train.fit(tiny_cfg, small, tmp_path)
+        train.fit(tiny_cfg, few, tmp_path)
     assert not marker.exists()
 
 
-def test_our_own_checkpoints_load_as_plain_data(small, tiny_cfg, tmp_path):
-    train.fit(tiny_cfg, small, tmp_path)
+def test_our_own_checkpoints_load_as_plain_data(few, tiny_cfg, tmp_path):
+    train.fit(tiny_cfg, few, tmp_path)
     state = model.torch_load(tmp_path / "checkpoint.pt")  # weights_only=True
     assert state["epoch"] == 2 and state["config"] == asdict(tiny_cfg)
     assert state["rng"][0]["cpu"].dtype == torch.uint8 and len(state["history"]) == 2
@@ -162,15 +162,15 @@ def test_the_same_sweep_by_another_path_spelling_is_the_same_and_new_grid_points
         sweeps.prepare(sweeps.load("p.toml"), folder, fresh=False)
 
 
-def test_resuming_a_checkpoint_under_another_config_is_refused_with_what_differs(small, tiny_cfg, tmp_path):
+def test_resuming_a_checkpoint_under_another_config_is_refused_with_what_differs(few, tiny_cfg, tmp_path):
     def stop(row):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.fit(tiny_cfg, small, tmp_path, on_epoch=stop)
+        train.fit(tiny_cfg, few, tmp_path, on_epoch=stop)
     other = config.apply(tiny_cfg, {"train.lr": 0.01})
     with pytest.raises(ConfigError, match=r"different config \(train.lr: 0.001 -> 0.01\)"):
-        train.fit(other, small, tmp_path)
+        train.fit(other, few, tmp_path)
     assert len(runs.read_jsonl(tmp_path / "metrics.jsonl")) == 1
 
 

@@ -43,18 +43,18 @@ class Stop(Exception):
     pass
 
 
-def test_resuming_a_checkpoint_gives_the_same_next_epoch_as_an_uninterrupted_run(small, tiny_cfg, tmp_path):
-    whole = train.fit(tiny_cfg, small, tmp_path / "whole")
+def test_resuming_a_checkpoint_gives_the_same_next_epoch_as_an_uninterrupted_run(few, tiny_cfg, tmp_path):
+    whole = train.fit(tiny_cfg, few, tmp_path / "whole")
     assert (whole["status"], whole["reason"], whole["epochs"], whole["final"]) == ("completed", "", 2, False)
 
     def crash_after_first(row):
         raise Stop
 
     with pytest.raises(Stop):
-        train.fit(tiny_cfg, small, tmp_path / "cut", on_epoch=crash_after_first)
+        train.fit(tiny_cfg, few, tmp_path / "cut", on_epoch=crash_after_first)
     assert len(runs.read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == 1
     assert not (tmp_path / "cut" / "model.pt").exists()
-    train.fit(tiny_cfg, small, tmp_path / "cut")
+    train.fit(tiny_cfg, few, tmp_path / "cut")
 
     a = runs.read_jsonl(tmp_path / "whole" / "metrics.jsonl")
     b = runs.read_jsonl(tmp_path / "cut" / "metrics.jsonl")
@@ -87,26 +87,26 @@ def test_a_finished_run_re_run_from_the_command_line_writes_nothing(tmp_path):
     assert snapshot(run) == before
 
 
-def test_a_finished_run_with_more_epochs_asked_continues_from_its_checkpoint(small, tiny_cfg, tmp_path):
+def test_a_finished_run_with_more_epochs_asked_continues_from_its_checkpoint(few, tiny_cfg, tmp_path):
     one = config.load("default", ["train.epochs=1", "train.batch_size=64", "resources.cpus_per_worker=2"])
-    train.fit(one, small, tmp_path)
+    train.fit(one, few, tmp_path)
     rows = []
-    assert train.fit(tiny_cfg, small, tmp_path, on_epoch=rows.append)["epochs"] == 2
+    assert train.fit(tiny_cfg, few, tmp_path, on_epoch=rows.append)["epochs"] == 2
     assert [r["epoch"] for r in rows] == [2]  # epoch 1 was not trained again
 
 
-def test_divergence_at_the_first_step_stops_the_run_with_its_reason_recorded(small, tmp_path):
+def test_divergence_at_the_first_step_stops_the_run_with_its_reason_recorded(few, tmp_path):
     cfg = config.load(
         "default", ["train.lr=1e12", "train.grad_clip=0", "train.epochs=3", "train.batch_size=64"]
     )
-    status = train.fit(cfg, small, tmp_path)
+    status = train.fit(cfg, few, tmp_path)
     assert status["status"] == "failed" and status["epochs"] == 0
     assert "non-finite" in status["reason"] and "lower train.lr" in status["reason"]
     assert runs.read_json(tmp_path / "status.json") == status
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "metrics.jsonl").exists()
 
 
-def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(small, tiny_cfg, tmp_path, monkeypatch):
+def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(few, tiny_cfg, tmp_path, monkeypatch):
     real = epoch.train_epoch
 
     def poisoned_in_epoch_2(s, *args, **kwargs):
@@ -116,7 +116,7 @@ def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(small, tiny_cfg, 
         return real(s, *args, **kwargs)
 
     monkeypatch.setattr(epoch, "train_epoch", poisoned_in_epoch_2)
-    status = train.fit(tiny_cfg, small, tmp_path)
+    status = train.fit(tiny_cfg, few, tmp_path)
     assert status["status"] == "failed" and status["epochs"] == 1
     assert "epoch 2, step 0" in status["reason"]
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
@@ -127,12 +127,12 @@ def test_divergence_in_a_later_epoch_keeps_the_finished_epochs(small, tiny_cfg, 
     assert not (tmp_path / "model.pt").exists()
 
 
-def test_an_injected_nan_weight_stops_training_at_the_first_step(small, tiny_cfg):
+def test_an_injected_nan_weight_stops_training_at_the_first_step(few, tiny_cfg):
     s = train.new_session(tiny_cfg)
     with torch.no_grad():
         epoch.unwrap(s.model).dense.weight[0, 0] = float("nan")
     with pytest.raises(epoch.Diverged, match="epoch 1, step 0"):
-        epoch.run_epoch(s, small, tiny_cfg, "cpu")
+        epoch.run_epoch(s, few, tiny_cfg, "cpu")
 
 
 @pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
@@ -202,13 +202,14 @@ def test_a_two_epoch_fit_has_exactly_the_metrics_of_a_plain_per_step_loop(small,
 
 @pytest.mark.parametrize("check_every", [5, 50])
 def test_a_late_read_still_names_the_first_non_finite_step(small, tiny_cfg, monkeypatch, check_every):
-    monkeypatch.setattr(epoch, "CHECK_EVERY", check_every)  # 50 > 32 steps: read at the end only
-    batches = epoch.shard_batches(len(small.train_x), 64, tiny_cfg.train.seed, epoch=0)
-    x = data.to_float(small.train_x).clone()
+    monkeypatch.setattr(epoch, "CHECK_EVERY", check_every)  # 50 > 10 steps: read at the end only
+    ds = data.subset(small, 64, 10)  # 640 images: 10 steps of 64
+    batches = epoch.shard_batches(len(ds.train_x), 64, tiny_cfg.train.seed, epoch=0)
+    x = data.to_float(ds.train_x).clone()
     x[batches[7][3]] = float("nan")  # one image of step 7: its loss, then every weight, turn NaN
     s = train.new_session(tiny_cfg)
     with pytest.raises(epoch.Diverged, match=r"non-finite loss \(nan\) .* at epoch 1, step 7; lower"):
-        epoch.run_epoch(s, replace(small, train_x=x), tiny_cfg, "cpu")
+        epoch.run_epoch(s, replace(ds, train_x=x), tiny_cfg, "cpu")
     weight = epoch.unwrap(s.model).dense.weight
     assert weight.isnan().all()  # it trained on past step 7 before the read: the report looked back
 
@@ -260,11 +261,11 @@ def test_channels_last_gives_the_default_formats_results(small, tiny_cfg):
 
 
 def test_every_epoch_draws_the_prior_samples_the_reconstructions_and_the_class_prototypes(
-    small, tiny_cfg, tmp_path
+    few, tiny_cfg, tmp_path
 ):
     from PIL import Image
 
-    train.fit(tiny_cfg, small, tmp_path)
+    train.fit(tiny_cfg, few, tmp_path)
     sizes = {p.name: Image.open(p).size for p in (tmp_path / "epochs").iterdir()}
     want = {f"{k}_{e:03d}.png" for k in ("samples", "recon", "prototypes") for e in (1, 2)}
     assert set(sizes) == want
