@@ -167,7 +167,8 @@
   function render(a, b) {
     view.textContent = "";
     var table = el("table", { class: "kv compare-table" }), head = el("tr");
-    head.appendChild(el("th"));
+    var corner = head.appendChild(el("th", { scope: "col" }));
+    corner.appendChild(el("span", { class: "visually-hidden" }, "setting or metric"));  // a named header cell
     [a, b].forEach(function (r) {
       var th = el("th", { scope: "col" });
       th.appendChild(el("a", { href: r.page }, r.name));

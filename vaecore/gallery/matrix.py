@@ -67,9 +67,18 @@ def matrices(groups: list[dict], axes: list[dict], note: Any) -> dict:
     epochs = [e for c in cells for e in c["epochs"]]
     return {
         "axes": " × ".join(a["label"] for a in main),
+        "corner": _corner(main),
         "kinds": kinds,
         "last_epoch": max(epochs, default=0),
     }
+
+
+def _corner(main: list[dict]) -> str:
+    """The corner cell's text, for screen readers: a header cell must not be empty."""
+    return (
+        " by ".join(f"{a['label']} ({side})" for a, side in zip(main, ("rows", "columns"), strict=False))
+        or "run"
+    )
 
 
 def _pin(axis: dict | None, value: Any) -> dict:
