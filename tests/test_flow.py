@@ -54,11 +54,8 @@ def test_flow_samples_are_the_same_for_a_seed_and_follow_the_banana():
 def test_post_processing_fits_the_flow_by_default_and_reports_its_held_out_likelihood():
     z = banana(3000, 0)[0]
     fns, info = trial.samplers(
-        z, torch.zeros(3000, dtype=torch.long), trial.Options(gmm=False, two_stage=False, flow_steps=100)
+        z, torch.zeros(3000, dtype=torch.long), trial.Options(gmm=False, flow_steps=100)
     )
     assert "flow" in fns and fns["flow"](5, 0).shape == (5, 2)
     assert {"flow_heldout_ll", "flow_gaussian_heldout_ll", "flow_steps", "flow_seconds"} <= set(info)
-    assert (
-        "flow"
-        not in trial.samplers(z, z[:, 0].long(), trial.Options(flow=False, gmm=False, two_stage=False))[0]
-    )
+    assert "flow" not in trial.samplers(z, z[:, 0].long(), trial.Options(flow=False, gmm=False))[0]

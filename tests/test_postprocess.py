@@ -78,7 +78,7 @@ METRICS = {
 def make_sweep(root, fmnist, latents=(2, 3)):
     """A sweep folder as jobs.sweep writes it: two 1-epoch trials on 100/20 images per class."""
     sweep = root / "tiny"
-    post = {"iwae_k": 16, "iwae_images": 50, "two_stage_steps": 200}
+    post = {"iwae_k": 16, "iwae_images": 50, "two_stage": True, "two_stage_steps": 200}  # every sampler
     write_sweep(sweep / "sweep.toml", "tiny", postprocess=post)
     ds = data.subset(fmnist, 100, 20)
     for z in latents:
@@ -176,7 +176,7 @@ def test_end_to_end_artifacts_metrics_skip_and_corrupt_trial(sweep):
 def processed(fmnist, tmp_path_factory):
     """One z=4 trial with `[postprocess] mixture = true`, post-processed once by the CLI."""
     sweep = make_sweep(tmp_path_factory.mktemp("mix"), fmnist, latents=(4,))
-    post = {"iwae_k": 8, "iwae_images": 20, "two_stage_steps": 200, "mixture": True}
+    post = {"iwae_k": 8, "iwae_images": 20, "mixture": True}
     write_sweep(sweep / "sweep.toml", "tiny", postprocess=post)
     proc = job("jobs.postprocess", str(sweep), "--no-gallery", timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -342,15 +342,13 @@ def test_bf16_and_fp32_post_processing_agree_within_the_stated_tolerance(pristin
     out = {}
     for prec in ("fp32", "bf16"):
         sweep = shutil.copytree(pristine, tmp_path / prec)
-        opts = post_sweep.options_from(
-            {"iwae_k": 16, "iwae_images": 50, "two_stage_steps": 200, "precision": prec}
-        )
+        opts = post_sweep.options_from({"iwae_k": 16, "iwae_images": 50, "precision": prec})
         row = post_sweep.process_trial(sweep / "trials" / "z3", opts, clf, progress=lambda s: None)
         assert row["status"] == "done", row
         out[prec] = runs.read_json(sweep / "trials" / "z3" / "summary.json")
         assert out[prec]["precision"] == prec
     a, b = out["fp32"]["metrics"], out["bf16"]["metrics"]
-    for key in ("fid_prior", "fid_aggregate", "fid_gmm", "fid_two_stage", "fid_flow", "fid_recon"):
+    for key in ("fid_prior", "fid_aggregate", "fid_gmm", "fid_flow", "fid_recon"):
         assert b[key] == pytest.approx(a[key], rel=FID_RTOL), key
     for key in ("test_elbo", "test_iwae"):
         assert b[key] == pytest.approx(a[key], abs=NATS_ATOL), key

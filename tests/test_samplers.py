@@ -76,12 +76,16 @@ def test_two_stage_vae_learns_the_latent_distribution_and_records_its_curve():
     assert torch.equal(stage.sample(10, seed=3), stage.sample(10, seed=3))
 
 
-def test_post_processing_fits_the_label_free_samplers_by_default_and_labels_only_when_asked():
+def test_post_processing_fits_the_label_free_samplers_by_default_and_two_stage_and_labels_when_asked():
     train, y = three_clusters(3000, 0), torch.arange(3).repeat(1000)
-    fns, info = trial.samplers(train, y, trial.Options(two_stage_steps=50, flow_steps=50))
-    assert list(fns) == ["prior", "aggregate", "gmm", "two_stage", "flow"]
-    assert info["gmm_components"] >= 3 and len(info["two_stage_curve"]["val"]) == 1
-    fns, info = trial.samplers(train, y, trial.Options(gmm=False, two_stage=False, flow=False, mixture=True))
+    fns, info = trial.samplers(train, y, trial.Options(flow_steps=50))
+    assert list(fns) == ["prior", "aggregate", "gmm", "flow"]  # the two-stage VAE is opt-in
+    assert info["gmm_components"] >= 3 and "flow_heldout_ll" in info
+    fns, info = trial.samplers(
+        train, y, trial.Options(gmm=False, flow=False, two_stage=True, two_stage_steps=50)
+    )
+    assert list(fns) == ["prior", "aggregate", "two_stage"] and len(info["two_stage_curve"]["val"]) == 1
+    fns, info = trial.samplers(train, y, trial.Options(gmm=False, flow=False, mixture=True))
     assert list(fns) == ["prior", "aggregate", "mixture"] and info == {}
     assert fns["mixture"](7, 0).shape == (7, 3)
 
