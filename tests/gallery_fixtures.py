@@ -21,6 +21,11 @@ FAILED = "z8-r5000-s1"
 PENDING = "z8-r1000-s1"  # trained, not post-processed: no summary.json, no artifacts
 HOSTILE = 'z2-r1000-s1 <b>&"x'  # a hostile folder name: must render as text and link correctly
 HOSTILE_CONFIG = "<script>alert(1)</script>"
+# The issue's scale check: 8 latents x 4 multipliers, one seed; z10 must still sort after z2.
+WIDE_GRID = {
+    "model.latent_dim": [2, 3, 4, 6, 8, 10, 12, 16],
+    "loss.recon_multiplier": [500.0, 1000.0, 5000.0, 10000.0],
+}
 ARTIFACTS = (
     "recon",
     "samples_prior",
@@ -37,17 +42,14 @@ ARTIFACTS = (
 
 def png(rng: np.random.Generator, rows: int, cols: int, cell: int = 28) -> bytes:
     """A grid of blurry blobs in the shape of a torchvision make_grid (2 px white padding)."""
-    h, w = rows * (cell + 2) + 2, cols * (cell + 2) + 2
-    img = np.full((h, w), 255, np.uint8)
+    cy, cx, s = (rng.uniform(lo, hi, (rows, cols, 1, 1)) for lo, hi in ((9, 19), (9, 19), (3, 8)))
     yy, xx = np.mgrid[0:cell, 0:cell]
-    for r, c in itertools.product(range(rows), range(cols)):
-        cy, cx, s = rng.uniform(9, 19), rng.uniform(9, 19), rng.uniform(3, 8)
-        blob = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
-        img[
-            2 + r * (cell + 2) : 2 + r * (cell + 2) + cell, 2 + c * (cell + 2) : 2 + c * (cell + 2) + cell
-        ] = blob
+    blobs = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))  # (rows, cols, cell, cell)
+    img = np.full((rows, cell + 2, cols, cell + 2), 255, np.uint8)
+    img[:, :cell, :, :cell] = blobs.transpose(0, 2, 1, 3)
+    img = np.pad(img.reshape(rows * (cell + 2), cols * (cell + 2)), ((2, 0), (2, 0)), constant_values=255)
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="png")
+    Image.fromarray(img).save(buf, format="png", compress_level=1)  # fast: fixtures write hundreds
     return buf.getvalue()
 
 
@@ -60,7 +62,7 @@ def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.
             "epochs": 3,
             "batch_size": 128,
             "lr": 0.001,
-            "seed": params["train.seed"],
+            "seed": params.get("train.seed", 0),
             "note": HOSTILE_CONFIG,
         },
         "data": {"dir": "", "download": False},
@@ -115,7 +117,7 @@ def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.
         (art / f"{key}.png").write_bytes(png(rng, *shapes.get(key, (8, 8))))
         artifacts[key] = f"artifacts/{key}.png"
     kl = 4.0 + 2.5 * z + r / 1000
-    s = params["train.seed"]  # seeds move two metrics a little: replicates with a known spread
+    s = params.get("train.seed", 0)  # seeds move two metrics a little: replicates with a known spread
     metrics = {
         "test_elbo": -25.0 - z - r / 2000 + 0.4 * s,
         "test_iwae": -23.0 - z,
@@ -181,6 +183,23 @@ def make_fake_sweep(root: Path, sweep: str = "fake") -> Path:
             "trials": trials,
         },
     )
+    return sdir
+
+
+def make_grid_sweep(root: Path, grid: dict, sweep: str = "wide") -> Path:
+    """Write <root>/<sweep>/: one completed, post-processed trial per grid point (WIDE_GRID: 32).
+    The manifest lists them by name (z10 before z2), so the gallery has to put them in grid order."""
+    sdir, rng = root / sweep, np.random.default_rng(0)
+    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    trials = {}
+    for params in sorted(points, key=trial_name):
+        name = trial_name(params)
+        trials[name] = {
+            "params": params,
+            **make_trial(sdir / "trials" / name, name, params, "completed", rng),
+        }
+    write_sweep(sdir / "sweep.toml", sweep, grid=grid, description=f"{len(trials)} fabricated runs.")
+    write_json(sdir / "manifest.json", {"sweep": sweep, "base": "default", "grid": grid, "trials": trials})
     return sdir
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from jobs import gallery as gallery_cli
 from vaecore import catalog, config
-from vaecore.gallery import groups, pages, site
+from vaecore.gallery import groups, index, pages, plots, site
 
 import gallery_fixtures
 from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
@@ -411,3 +411,28 @@ def test_every_matrix_view_carries_its_per_epoch_grids_so_the_slider_moves_all_t
     run["epoch_images"] = {"samples": per_epoch["samples"], "recon": [], "prototypes": []}  # an older sweep
     cell = matrix._cell([group], {}, "recon", 320, lambda r: "")
     assert cell["epochs"] == [] and cell["img"]["src"].endswith("artifacts/recon.png")
+
+
+@pytest.mark.parametrize(
+    ("grid", "labels"),
+    [
+        ({"model.latent_dim": [2, 3], "loss.recon_multiplier": [1000.0, 5000.0]}, ["z2-r1000", "z2-r5000"]),
+        (gallery_fixtures.WIDE_GRID, ["latent dim 2", "latent dim 16"]),
+    ],
+)
+def test_rate_distortion_labels_stay_few_apart_and_inside_the_plot_at_4_and_32_runs(tmp_path, grid, labels):
+    sweep = site.load_sweep(gallery_fixtures.make_grid_sweep(tmp_path, grid))
+    pts, lines = index.rate_distortion_points(*index.groups_and_axes(sweep)[:2])
+    plt, fig, ax = plots.rate_distortion_figure(pts, lines)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    frame = ax.get_window_extent(renderer)
+    names = [t.get_text() for t in ax.texts]
+    n_lines = len(grid["model.latent_dim"])
+    plt.close(fig)
+    # 4 runs: every point named; 32: one name per latent size, 8 where 32 point names blotted
+    assert len(names) == (len(pts) if len(pts) <= plots.POINT_LABELS else n_lines)
+    assert set(labels) <= set(names)
+    assert len(ax.lines) == n_lines and "latent dim" in lines  # a line per latent size
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    assert all(frame.contains(b.x0, b.y0) and frame.contains(b.x1, b.y1) for b in boxes)

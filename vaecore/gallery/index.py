@@ -176,7 +176,7 @@ def in_progress(runs: list[dict]) -> list[dict]:
 
 def plots(groups: list[dict], axes: list[dict]) -> list[dict]:
     """Rate-distortion and FID per axis; with replicates, points are group means with ±1 std bars."""
-    out = [p for p in (_rate_distortion_plot(groups), _fid_by_axis_plot(groups, axes)) if p]
+    out = [p for p in (_rate_distortion_plot(groups, axes), _fid_by_axis_plot(groups, axes)) if p]
     for p in out:
         w, h = image_size(p["png"])
         p["w"], p["h"] = round(w * 2 / 3), round(h * 2 / 3)  # drawn at 150 dpi, shown at 100
@@ -184,20 +184,44 @@ def plots(groups: list[dict], axes: list[dict]) -> list[dict]:
     return out
 
 
-def _rate_distortion_plot(groups: list[dict]) -> dict | None:
-    st = grp.group_stat
-    have = [g for g in groups if st(g, "test_kl") and st(g, "test_mse")]
-    if not have:
+def _rate_distortion_plot(groups: list[dict], axes: list[dict]) -> dict | None:
+    pts, lines = rate_distortion_points(groups, axes)
+    if not pts:
         return None
-    pts = [
-        {"kl": st(g, "test_kl"), "mse": st(g, "test_mse"), "fid": st(g, "fid_prior"), "label": g["name"]}
-        for g in have
-    ]
     return {
         "src": "plots/rate_distortion.png",
-        "png": charts.rate_distortion(pts),
+        "png": charts.rate_distortion(pts, lines),
         "alt": "Rate-distortion: test KL against reconstruction MSE, one point per grid point, "
-        "colour = FID of prior samples",
+        "colour = FID of prior samples" + (f"; {lines}" if lines else ""),
+    }
+
+
+def rate_distortion_points(groups: list[dict], axes: list[dict]) -> tuple[list[dict], str]:
+    """The plot's points (each on the line of its other axes' values, ordered along the sample
+    matrix's column axis) and what a line is, in words ("" without lines)."""
+    st = grp.group_stat
+    have = [g for g in groups if st(g, "test_kl") and st(g, "test_mse")]
+    main = matrix.main_axes(axes)
+    along = main[1] if len(main) > 1 else None  # the sample matrix's column axis
+    others = [a for a in axes if a is not along] if along else []
+    pts = [
+        {"kl": st(g, "test_kl"), "mse": st(g, "test_mse"), "fid": st(g, "fid_prior"), "label": g["name"]}
+        | _series_of(g, others, along)
+        for g in have
+    ]
+    named = ", ".join(a["label"] for a in others)
+    return pts, f"a line joins the runs of one {named}, {along['label']} rising along it" if along else ""
+
+
+def _series_of(group: dict, others: list[dict], along: dict | None) -> dict:
+    """The point's line on the rate-distortion plot (its values of the other axes) and its place on it."""
+    if along is None or along["key"] not in group["params"]:
+        return {}
+    v = group["params"][along["key"]]
+    n = number(v)
+    return {
+        "series": ", ".join(f"{a['label']} {fmt_param(group['params'].get(a['key'], DASH))}" for a in others),
+        "order": (n is None, n or 0.0, [vkey(x) for x in along["values"]].index(vkey(v))),
     }
 
 
@@ -293,12 +317,17 @@ def _parallel_svg(cols: list[dict], units: list[dict], values: dict, best: dict[
     return svg
 
 
-def index_context(sweep: dict) -> dict:
+def groups_and_axes(sweep: dict) -> tuple[list[dict], list[dict], bool]:
+    """The index's units (seed replicates folded into one group), the axes they differ along
+    (the seed not among them) and whether the seed was swept."""
     axes = swept_axes(sweep)
     replicated = any(a["key"] == grp.SEED for a in axes)
     groups = grp.group_runs(sweep["runs"]) if replicated else _single_runs(sweep["runs"])
-    if replicated:
-        axes = [a for a in axes if a["key"] != grp.SEED]
+    return groups, [a for a in axes if a["key"] != grp.SEED], replicated
+
+
+def index_context(sweep: dict) -> dict:
+    groups, axes, replicated = groups_and_axes(sweep)
     return {
         "title": sweep["name"],
         "root": "",

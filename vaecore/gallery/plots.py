@@ -9,6 +9,7 @@ from vaecore import catalog
 # Matplotlib writes its version into PNGs by default; dropping it keeps rebuilds byte-identical.
 PNG_META = {"Software": None}
 DPI = 150  # pages show plots at 2/3 of their pixel size: crisp on high-density screens
+POINT_LABELS = 8  # the most points that each get a name on the rate-distortion plot before they blot
 
 
 def _figure(width: float, height: float):
@@ -26,8 +27,10 @@ def _png(plt, fig) -> bytes:
 
 
 def _place_labels(fig, ax, xs: list[float], ys: list[float], labels: list[str]) -> None:
-    """Put each label at the first of a few offsets that overlaps no earlier label (greedy, good enough)."""
+    """Put each label at the first of a few offsets that overlaps no earlier label and stays inside
+    the axes (greedy, good enough)."""
     renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
     placed = []
     offsets = [
         (6, 4, "left"),
@@ -45,7 +48,8 @@ def _place_labels(fig, ax, xs: list[float], ys: list[float], labels: list[str]) 
                 text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=7.5, color="#333"
             )
             box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(other) for other in placed):
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in placed):
                 placed.append(box)
                 break
             ann.remove()
@@ -56,39 +60,87 @@ def _place_labels(fig, ax, xs: list[float], ys: list[float], labels: list[str]) 
             placed.append(ann.get_window_extent(renderer))
 
 
-def rate_distortion(points: list[dict]) -> bytes:
-    """KL (rate) against MSE (distortion), a labelled point per grid point, colour = prior-sample FID.
+def rate_distortion(points: list[dict], lines: str = "") -> bytes:
+    """The rate-distortion PNG (rate_distortion_figure, drawn)."""
+    plt, fig, _ = rate_distortion_figure(points, lines)
+    return _png(plt, fig)
+
+
+def rate_distortion_figure(points: list[dict], lines: str = ""):
+    """KL (rate) against MSE (distortion), a point per grid point, colour = prior-sample FID.
 
     Values are groups.Stat (mean, std, n); points with n > 1 get ±1 std error bars on both axes.
+    Points with the same "series" are joined in their "order" (lines: what a line is, for the
+    title). Up to POINT_LABELS points each get their label; more would blot, so then each line
+    gets its series name once, at its first point. Returns (pyplot, figure, axes).
     """
     plt, fig, ax = _figure(7.2, 4.6)
     xs = [p["kl"].mean for p in points]
     ys = [p["mse"].mean for p in points]
-    bars = [p for p in points if p["kl"].n > 1]
-    if bars:
-        ax.errorbar(
-            [p["kl"].mean for p in bars],
-            [p["mse"].mean for p in bars],
-            xerr=[p["kl"].std for p in bars],
-            yerr=[p["mse"].std for p in bars],
-            fmt="none",
-            ecolor="#555",
-            elinewidth=0.9,
-            capsize=2.5,
-            zorder=2,
+    series = _series(points)
+    for members in series.values():
+        ax.plot(
+            [p["kl"].mean for p in members], [p["mse"].mean for p in members], color="#9aa3ad", lw=1, zorder=1
         )
-        ns = sorted({p["kl"].n for p in bars})
-        seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-        ax.set_title(f"mean ± 1 std over {seeds} seeds per grid point", fontsize=8)
+    named = len(points) > POINT_LABELS and series  # then a name per line, not per point
+    titles = [_error_bars(ax, points), f"{lines}{', from the named end' if named else ''}" if series else ""]
+    ax.set_title("\n".join(t for t in titles if t), fontsize=8)
     _fid_colored_points(fig, ax, xs, ys, [p["fid"].mean if p["fid"] else None for p in points])
     if len(ys) > 1 and min(ys) > 0 and max(ys) / min(ys) > 20:
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.set_xlabel("rate: test KL(q(z|x) || p(z)) [nats]")
     ax.set_ylabel("distortion: test reconstruction MSE")
     ax.grid(True, color="#e5e5e5", zorder=0)
     fig.canvas.draw()  # fixes the axis limits so label boxes are measured where they will be
-    _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
-    return _png(plt, fig)
+    if not named:
+        _place_labels(fig, ax, xs, ys, [p["label"] for p in points])
+    else:
+        firsts = [(name, m[0]) for name, m in series.items()]
+        _place_labels(
+            fig, ax, *([p[k].mean for _, p in firsts] for k in ("kl", "mse")), [n for n, _ in firsts]
+        )
+    return plt, fig, ax
+
+
+def _series(points: list[dict]) -> dict[str, list[dict]]:
+    """Points grouped by their "series" (none: no lines), each group in its "order"; lone points dropped."""
+    out: dict[str, list[dict]] = {}
+    for p in points:
+        if p.get("series"):
+            out.setdefault(p["series"], []).append(p)
+    return {k: sorted(v, key=lambda p: p["order"]) for k, v in out.items() if len(v) > 1}
+
+
+def _error_bars(ax, points: list[dict]) -> str:
+    """±1 std bars on the points with replicates; returns the title that says so ("" for none)."""
+    bars = [p for p in points if p["kl"].n > 1]
+    if not bars:
+        return ""
+    ax.errorbar(
+        [p["kl"].mean for p in bars],
+        [p["mse"].mean for p in bars],
+        xerr=[p["kl"].std for p in bars],
+        yerr=[p["mse"].std for p in bars],
+        fmt="none",
+        ecolor="#555",
+        elinewidth=0.9,
+        capsize=2.5,
+        zorder=2,
+    )
+    ns = sorted({p["kl"].n for p in bars})
+    seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    return f"mean ± 1 std over {seeds} seeds per grid point"
+
+
+def _log_y(ax) -> None:
+    """A log y axis labelled 1, 2 and 5 in each decade as plain numbers: the default labels are
+    TeX-like math, which plotting.py turns off (text.parse_math), so they would print as source."""
+    from matplotlib import ticker
+
+    ax.set_yscale("log")
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
 def _fid_colored_points(fig, ax, xs: list[float], ys: list[float], fids: list[float | None]) -> None:
