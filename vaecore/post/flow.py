@@ -59,7 +59,7 @@ def fit_flow(mu: torch.Tensor, budget: Budget = Budget()) -> tuple[Flow, dict]:
     out), keeping the state with the best held-out likelihood. Returns the flow and its report:
     flow_heldout_ll and flow_gaussian_heldout_ll (nats per held-out point), flow_steps, flow_seconds."""
     start, threads = time.perf_counter(), torch.get_num_threads()
-    torch.set_num_threads(1)  # small matmuls: one thread measured as fast as two (docs/BENCHMARKS.md)
+    torch.set_num_threads(1)  # small matmuls: two threads measured 1.5-15x slower (docs/BENCHMARKS.md)
     try:
         with torch.random.fork_rng(devices=[]):  # seeded init and draws; the caller's RNG untouched
             torch.manual_seed(budget.seed)
