@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install everything (scripts/setup.sh), check the import contracts, then run the whole test suite.
+# Install everything (scripts/setup.sh --test: with Java for the Nu HTML checker), check the import
+# contracts, then run the whole test suite.
 # Integration tests start the real services they use themselves: a local Ray, a one-node Slurm,
 # headless Chromium.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not integration"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 mkdir -p test-artifacts
 # The stage boundaries (pyproject.toml [tool.importlinter]): a broken contract fails here.
 .venv/bin/lint-imports --no-cache

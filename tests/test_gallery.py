@@ -428,6 +428,7 @@ def test_rate_distortion_labels_stay_few_apart_and_inside_the_plot_at_4_and_32_r
     boxes = [t.get_window_extent(renderer) for t in ax.texts]
     frame = ax.get_window_extent(renderer)
     names = [t.get_text() for t in ax.texts]
+    ticks = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
     n_lines = len(grid["model.latent_dim"])
     plt.close(fig)
     # 4 runs: every point named; 32: one name per latent size, 8 where 32 point names blotted
@@ -436,3 +437,4 @@ def test_rate_distortion_labels_stay_few_apart_and_inside_the_plot_at_4_and_32_r
     assert len(ax.lines) == n_lines and "latent dim" in lines  # a line per latent size
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
     assert all(frame.contains(b.x0, b.y0) and frame.contains(b.x1, b.y1) for b in boxes)
+    assert len(ticks) >= 3 and all(float(t) >= 0 for t in ticks)  # plain numbers, not TeX source

