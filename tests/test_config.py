@@ -60,7 +60,10 @@ def test_dict_round_trip_crosses_the_ray_boundary():
         ("train.lr_factor=2", "train.lr_factor must be between 0 and 1"),
         ("latent_dim", "must look like key=value"),
         ("loss.kl_multiplier=-1", "loss.kl_multiplier must be >= 0"),
-        ("train.precision=fp16", "train.precision = 'fp16' is not allowed; choose one of ('fp32', 'bf16')"),
+        (
+            "train.precision=fp16",
+            "train.precision = 'fp16' is not allowed; choose one of ('fp32', 'bf16', 'auto')",
+        ),
         ("train.channels_last=maybe", "train.channels_last must be true or false"),
     ],
 )
@@ -113,7 +116,7 @@ CHOICES = {
     "model.arch": ("compact", "seed"),
     "loss.likelihood": ("mse", "bce"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("fp32", "bf16", "auto"),
 }
 POSITIVE = [
     "model.latent_dim",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaecore import config, data, epoch, runs, train
+from vaecore import config, data, epoch, precision, runs, train
 from vaecore.losses import vae_loss
 from vaecore.model import build
 
@@ -275,3 +275,48 @@ def test_every_epoch_draws_the_prior_samples_the_reconstructions_and_the_class_p
     assert sizes["prototypes_002.png"] == (10 * 30 + 2, 30 + 2)
     first = np.array(Image.open(tmp_path / "epochs" / "recon_001.png"))[:30]
     assert (first == np.array(Image.open(tmp_path / "epochs" / "recon_002.png"))[:30]).all()  # same originals
+
+
+def test_precision_auto_keeps_the_faster_measured_once_and_only_past_the_margin(tiny_cfg, monkeypatch):
+    auto = config.apply(tiny_cfg, {"train.precision": "auto"})
+    before = torch.get_rng_state()
+    assert precision.measure(auto, "cpu") in ("fp32", "bf16")  # the real timing, on this machine
+    assert torch.equal(torch.get_rng_state(), before)  # timing does not move the run's noise
+    timed = []
+    for bf16_rate, want in ((2.0, "bf16"), (1.1, "fp32")):  # FASTER_BY = 1.15
+        monkeypatch.setattr(precision, "_CHOSEN", {})
+        rates = {"fp32": 1.0, "bf16": bf16_rate}
+
+        def rate(cfg, device, batch, rates=rates):
+            timed.append(cfg.train.precision)
+            return rates[cfg.train.precision]
+
+        monkeypatch.setattr(precision, "_step_rate", rate)
+        assert precision.choose(auto, "cpu") == want and precision.choose(auto, "cpu") == want
+    assert len(timed) == 4  # each precision timed once per process, then cached
+    assert precision.choose(tiny_cfg, "cpu") == "fp32"  # a concrete choice is never timed
+    trained = precision.as_trained(auto, "bf16").train
+    assert (trained.precision, trained.channels_last) == ("bf16", True)
+
+
+def test_an_auto_run_records_its_choice_and_a_resumed_run_keeps_it(few, tiny_cfg, tmp_path, monkeypatch):
+    auto = config.apply(tiny_cfg, {"train.precision": "auto"})
+    monkeypatch.setattr(precision, "measure", lambda *a: "bf16")
+
+    def stop(row):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train.fit(auto, few, tmp_path, on_epoch=stop)
+    assert model_state(tmp_path / "checkpoint.pt")["precision"] == "bf16"
+    monkeypatch.setattr(precision, "measure", lambda *a: "fp32")  # another machine would say fp32
+    status = train.fit(auto, few, tmp_path)
+    assert status["status"] == "completed" and status["precision"] == "bf16"  # the checkpoint's
+    assert runs.read_json(tmp_path / "status.json")["precision"] == "bf16"
+    assert train.fit(tiny_cfg, few, tmp_path / "plain")["precision"] == "fp32"
+
+
+def model_state(path: Path) -> dict:
+    from vaecore.model import torch_load
+
+    return torch_load(path)

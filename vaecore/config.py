@@ -45,7 +45,9 @@ class TrainConfig:
     grad_clip: float = 100.0  # max global gradient norm; 0 turns clipping off
     seed: int = 0  # seeds weights, batch order and the reparameterisation noise
     threads: int = 0  # torch CPU threads per worker; 0 = the worker's CPU count
-    precision: str = "fp32"  # "fp32", or "bf16": autocast the forward pass (weights and loss stay fp32)
+    # "fp32"; "bf16": autocast the forward pass (weights and loss stay fp32); "auto": bf16 with
+    # channels_last where a few timed steps run >= 1.15x faster here, else fp32 (vaecore/precision.py)
+    precision: str = "fp32"
     channels_last: bool = False  # NHWC memory format for the convolutions (often faster on GPUs)
 
 
@@ -77,7 +79,7 @@ CHOICES = {
     "model.arch": ("compact", "seed"),
     "loss.likelihood": ("mse", "bce"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("fp32", "bf16", "auto"),
 }
 
 # The seed's chosen run: latent 3, reconstruction x5000, KL x1, Adam with a plateau scheduler.

@@ -45,6 +45,7 @@ class TrialStatus:
     worker_start_s: float | None = None  # Ray: seconds until the training function was entered
     setup_s: float | None = None  # Ray: seconds to build the model and resume, before the first epoch
     teardown_s: float | None = None  # Ray: seconds from the last epoch's end to the trial's end
+    precision: str = ""  # what it trained in, "fp32" or "bf16" (train.precision "auto": measured)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "status": self.status.value}

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaecore import images, latent, layout, runs
+from vaecore import images, latent, layout, precision, runs
 from vaecore.config import Config, ConfigError, diff, digest
 from vaecore.data import FashionMNIST, to_device
 from vaecore.epoch import Diverged, Session, as_batch, run_epoch, unwrap
@@ -92,10 +92,11 @@ def gather_rng(device) -> list[dict]:
     return out
 
 
-def state_dict(s: Session, cfg: Config, rng: list[dict]) -> dict:
-    """A checkpoint: enough to resume exactly (each rank's random state from gather_rng), plus
-    the config, the code revision and versions for provenance."""
+def state_dict(s: Session, cfg: Config, rng: list[dict], chosen: str) -> dict:
+    """A checkpoint: enough to resume exactly (each rank's random state from gather_rng, the
+    precision it trains in), plus the config, the code revision and versions for provenance."""
     return {
+        "precision": chosen,
         "model": unwrap(s.model).state_dict(),
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict() if s.scheduler else None,
@@ -197,6 +198,7 @@ class Reporter:
 class Outcome(NamedTuple):
     diverged: str  # why training stopped early (NaN/inf); "" when every epoch ran
     epochs: int  # epochs completed
+    precision: str  # what it trained in: train.precision, "auto" resolved (vaecore.precision)
 
 
 def train_loop(
@@ -213,28 +215,30 @@ def train_loop(
     every Ray worker's. Rank 0 writes the trial's files; a diverged run writes diverged.json."""
     set_threads(cfg)
     ds = to_device(ds, device)  # uint8, 55 MB at most: batches are indexed there, no copy per step
-    s = new_session(cfg, device, rank, wrap)
     state = reporter.resume(device)
+    chosen = precision.choose(cfg, device, world, kept=(state or {}).get("precision"))
+    run = precision.as_trained(cfg, chosen)  # what trains; cfg (as asked) is what checkpoints compare
+    s = new_session(run, device, rank, wrap)
     if state:
         load_state(s, state, cfg, device, rank)
     reporter.started(s.epoch)
     try:
         while s.epoch < cfg.train.epochs:
-            row = run_epoch(s, ds, cfg, device, rank, world)
+            row = run_epoch(s, ds, run, device, rank, world)
             rng = gather_rng(device)  # every rank's random state (an all-gather): exact resumes
-            reporter.save(state_dict(s, cfg, rng) if rank == 0 else None, row)
+            reporter.save(state_dict(s, cfg, rng, chosen) if rank == 0 else None, row)
             if rank == 0:  # after the checkpoint: an epoch in metrics.jsonl is never lost by a crash
-                write_epoch_files(s, trial, ds, cfg)
+                write_epoch_files(s, trial, ds, run)
             reporter.report(row)
     except Diverged as e:
         # Every rank sees the same non-finite gradients (they are averaged), so all stop here.
         # Retrying from the checkpoint would diverge again: this is a result, not a crash.
         if rank == 0:
             runs.write_json(trial.file("diverged"), {"reason": str(e), "epoch": s.epoch + 1})
-        return Outcome(str(e), s.epoch)
+        return Outcome(str(e), s.epoch, chosen)
     if rank == 0:
         save_model(s, cfg, trial)
-    return Outcome("", s.epoch)
+    return Outcome("", s.epoch, chosen)
 
 
 class LocalReporter(Reporter):
@@ -278,7 +282,8 @@ def fit(
     trial.mark_running()
     trial.write_config(asdict(cfg))
     start = time.time()
-    train_loop(cfg, data, trial, LocalReporter(trial, on_epoch), device)
-    status = trial.outcome("", time.time() - start, config_digest=digest(asdict(cfg)))
+    out = train_loop(cfg, data, trial, LocalReporter(trial, on_epoch), device)
+    seconds, key = time.time() - start, digest(asdict(cfg))
+    status = trial.outcome("", seconds, config_digest=key, precision=out.precision)
     trial.write_status(status)
     return status.to_dict()

@@ -63,7 +63,8 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     if out.diverged:
         reporter.send({"diverged": 1.0, "epoch": out.epochs})
     elif rank == 0:
-        runs.write_json(trial.file("worker_clock"), {**reporter.clock, "done": time.time()})
+        clock = {**reporter.clock, "done": time.time(), "precision": out.precision}
+        runs.write_json(trial.file("worker_clock"), clock)
 
 
 def here() -> dict:
@@ -195,6 +196,7 @@ def run_trial(tune_cfg: dict, after: Callable[[str, bool], None] | None = None) 
             error = first_line(e)
     clock = runs.read_dict(trial.file("worker_clock"))
     extra = {**overheads(clock, start), "ranks": clock.get("ranks", [])}
+    extra["precision"] = clock.get("precision", "")
     status = trial.outcome(error, time.time() - start, config_digest=digest(spec["config"]), **extra)
     trial.write_status(status)
     if after and status.status is layout.Status.COMPLETED:

@@ -75,7 +75,16 @@ def metric_rows(run: dict) -> list[tuple[str, str]]:
     if m.get("inception_fid_note"):
         rows.append(("Inception FID", str(m["inception_fid_note"])))
     rows += [("epochs", fmt(run["epochs"], "{:.0f}")), ("train time", fmt_seconds(run["seconds"]))]
+    if run.get("precision"):
+        rows.append(("trained in", trained_in(run)))
     return rows
+
+
+def trained_in(run: dict) -> str:
+    """'bf16 (auto: timed faster on this machine)', or the precision the config asked for."""
+    train = run["config"].get("train") if isinstance(run["config"], dict) else None
+    auto = isinstance(train, dict) and train.get("precision") == "auto"
+    return f"{run['precision']} (auto: timed faster on this machine)" if auto else run["precision"]
 
 
 def coverage_rows(run: dict) -> list[dict]:

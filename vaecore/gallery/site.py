@@ -94,6 +94,7 @@ def load_run(tdir: Path, entry: dict) -> dict:
         "reason": status.reason,
         "epochs": number(raw.get("epochs")),
         "seconds": number(raw.get("seconds")),
+        "precision": status.precision,
         "params": params if isinstance(params, dict) else {},
         "config": _read(tdir, files["config"]) or (summary or {}).get("config") or {},
         "summary": summary or {},

@@ -301,6 +301,7 @@ def _summary(
             "epochs": status.epochs,
             "seconds": status.seconds,
             "images_per_s": history[-1].get("images_per_s") if history else None,
+            "precision": status.precision,
         },
         "metrics": metrics,
         "classifier": {k: clf_info[k] for k in ("test_accuracy", "key")},

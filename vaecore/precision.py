@@ -1,0 +1,89 @@
+"""Training's precision, measured rather than guessed: train.precision = "auto".
+
+On CPUs with bf16 units (AVX-512 bf16, AMX) and on recent GPUs the compact VAE trains 2-2.5x faster
+in bf16 autocast with channels_last than in fp32 (docs/BENCHMARKS.md); elsewhere bf16 is emulated
+and slower. "auto" times a few training steps both ways on the device at hand, once per process
+for each model shape, batch and device, and keeps bf16 (with channels_last) only when it is at
+least FASTER_BY faster. The loss, the weights and evaluation stay fp32 either way (vaecore.epoch).
+
+The choice is the trial's: it goes into its checkpoints, a resumed run keeps it (so the resumed
+epochs equal an uninterrupted run's), every DDP rank takes rank 0's, and status.json records it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import torch
+import torch.distributed as dist
+
+from vaecore import epoch
+from vaecore.config import Config
+from vaecore.model import build
+
+FASTER_BY = 1.15  # bf16 is chosen only when a timed run is at least this much faster
+TIMED_STEPS = 3  # per precision, after one untimed warm-up step
+
+_CHOSEN: dict[tuple, str] = {}  # (arch, latent, batch, device) -> the measured choice
+
+
+def as_trained(cfg: Config, choice: str) -> Config:
+    """cfg as it trains: a concrete precision; bf16 runs with channels_last (they were timed together)."""
+    channels_last = cfg.train.channels_last or choice == "bf16"
+    return replace(cfg, train=replace(cfg.train, precision=choice, channels_last=channels_last))
+
+
+def choose(cfg: Config, device, world: int = 1, kept: str | None = None) -> str:
+    """'fp32' or 'bf16' for this run: the config's own choice; for "auto" the checkpoint's (kept),
+    else rank 0's measurement, shared with the other ranks."""
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    choice = kept or (measure(cfg, device, world) if _rank() == 0 else "")
+    if world > 1 and dist.is_available() and dist.is_initialized():
+        box = [choice]
+        dist.broadcast_object_list(box, src=0)
+        choice = box[0]
+    return choice
+
+
+def measure(cfg: Config, device, world: int = 1) -> str:
+    """The faster precision for this model at this rank's batch on this device (cached)."""
+    batch = max(1, cfg.train.batch_size // world)
+    key = (cfg.model.arch, cfg.model.latent_dim, batch, str(device))
+    if key not in _CHOSEN:
+        fp32 = _step_rate(as_trained(cfg, "fp32"), device, batch)
+        bf16 = _step_rate(as_trained(cfg, "bf16"), device, batch)
+        _CHOSEN[key] = "bf16" if bf16 >= FASTER_BY * fp32 else "fp32"
+    return _CHOSEN[key]
+
+
+def _step_rate(cfg: Config, device, batch: int) -> float:
+    """Training steps per second on random images, after one warm-up step; the global RNG is left
+    as it was, so timing does not change the run's weights or noise."""
+    cuda = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
+        torch.manual_seed(0)
+        model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
+        if cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        s = epoch.Session(model, torch.optim.Adam(model.parameters(), lr=cfg.train.lr), None)
+        x = torch.rand(batch, 1, 28, 28, device=device)
+        x = x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+        epoch.train_step(s, x, cfg, math.inf)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            epoch.train_step(s, x, cfg, math.inf)
+        _sync(device)
+    return TIMED_STEPS / (time.perf_counter() - start)
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
