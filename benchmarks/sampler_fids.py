@@ -1,9 +1,9 @@
 """Each sampler's FID per run of a post-processed sweep: python -m benchmarks.sampler_fids runs/demo.
 
-Reads only the trials' summary.json files. Columns: FID of N(0, I), aggregate Gaussian, label-free
-mixture (its size), two-stage VAE, reconstructions (the decoder's floor), the best label-free
-sampler and the share of the prior-to-reconstruction gap it closes; then the seconds the two new
-samplers took to fit ("samplers" step). With replicates, a last table gives mean ± std per grid point.
+Reads only the trials' summary.json files. Columns: the FID and class entropy (2.303 is uniform)
+of every catalogue sampler that ran, then the reconstructions' (the decoder's floor), the best
+label-free sampler, the share of the prior-to-reconstruction gap it closes, and the seconds of the
+"samplers" step (every fit). With replicates, a last table gives mean ± std per grid point.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-COLS = ["fid_prior", "fid_aggregate", "fid_gmm", "fid_two_stage", "fid_recon"]
+from vaecore import catalog
 
 
 def rows(sweep_dir: Path) -> list[dict]:
@@ -25,37 +25,54 @@ def rows(sweep_dir: Path) -> list[dict]:
                 "trial": s["trial"],
                 "params": s["params"],
                 **s["metrics"],
-                **{"fit_s": s["timings"].get("samplers")},
+                "fit_s": s["timings"].get("samplers"),
             }
         )
     return out
 
 
+def ran(table: list[dict]) -> list[catalog.Sampler]:
+    return [s for s in catalog.SAMPLERS if any(r.get(s.fid_key) is not None for r in table)]
+
+
+def cell(r: dict, fid_key: str, coverage_key: str) -> str:
+    fid, cov = r.get(fid_key), (r.get(coverage_key) or {}).get("entropy")
+    if fid is None:
+        return "-"
+    size = f" (k={r['gmm_components']})" if fid_key == "fid_gmm" else ""
+    return f"{fid:.1f}{size} / {cov:.2f}" if cov is not None else f"{fid:.1f}{size}"
+
+
 def per_run(table: list[dict]) -> str:
+    shown = ran(table)
+    head = [s.short for s in shown] + ["reconstructions"]
     lines = [
-        "| run | N(0, I) | aggregate | mixture (k) | two-stage | recon (floor) | best | gap closed | fit s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | " + " | ".join(head) + " | best | gap closed | fit s |",
+        "|---|" + "---|" * (len(head) + 3),
     ]
     for r in table:
+        cells = [cell(r, s.fid_key, s.coverage_key) for s in shown] + [cell(r, "fid_recon", "coverage_recon")]
+        closed = f"{100 * r['gap_closed']:.0f}%" if r.get("gap_closed") is not None else "-"
         lines.append(
-            f"| {r['trial']} | {r['fid_prior']:.1f} | {r['fid_aggregate']:.1f} | "
-            f"{r['fid_gmm']:.1f} ({r['gmm_components']}) | {r['fid_two_stage']:.1f} | {r['fid_recon']:.1f} | "
-            f"{r['best_sampler']} | {100 * r['gap_closed']:.0f}% | {r['fit_s']:.1f} |"
+            f"| {r['trial']} | "
+            + " | ".join(cells)
+            + f" | {r['best_sampler']} | {closed} | {r['fit_s']:.1f} |"
         )
     return "\n".join(lines)
 
 
 def per_group(table: list[dict]) -> str:
+    cols = [s.fid_key for s in ran(table)] + ["fid_recon"]
     groups: dict[str, list[dict]] = {}
     for r in table:
         key = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items() if k != "train.seed")
         groups.setdefault(key, []).append(r)
     lines = [
-        "| grid point | n | " + " | ".join(COLS) + " | gap closed |",
-        "|---|---|" + "---|" * (len(COLS) + 1),
+        "| grid point | n | " + " | ".join(cols) + " | gap closed |",
+        "|---|---|" + "---|" * (len(cols) + 1),
     ]
     for key, rs in groups.items():
-        cells = [_ms([r[c] for r in rs]) for c in COLS] + [_ms([100 * r["gap_closed"] for r in rs], "%")]
+        cells = [_ms([r[c] for r in rs]) for c in cols] + [_ms([100 * r["gap_closed"] for r in rs], "%")]
         lines.append(f"| {key} | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -69,6 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("sweep_dir", type=Path)
     table = rows(p.parse_args().sweep_dir)
+    print("FID / class entropy per sampler")
     print(per_run(table))
     if any("train.seed" in r["params"] for r in table):
         print()

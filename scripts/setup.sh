@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Install everything on Debian, as root: apt packages (Python, the Fashion-MNIST dataset, Slurm,
-# iproute2 and util-linux for the namespaced test hosts, Chromium for the gallery tests), a
-# virtualenv in .venv, and this package.
+# iproute2 and util-linux for the namespaced test hosts), a virtualenv in .venv, and this package.
 #   bash scripts/setup.sh          what the README's commands need
-#   bash scripts/setup.sh --test   and what only the tests need: Java for the Nu HTML checker
-#                                  (scripts/test.sh passes it; the demo does not wait for a JRE)
+#   bash scripts/setup.sh --test   and what only the tests need: Chromium and its driver for the
+#                                  gallery tests, Java for the Nu HTML checker (scripts/test.sh
+#                                  passes it; the demo does not wait for a browser or a JRE)
 # Re-running is quick: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-pip git dataset-fashion-mnist slurm-wlm munge iproute2 util-linux
-              chromium chromium-driver)
-TEST_APT_PACKAGES=(default-jre-headless)
+APT_PACKAGES=(python3 python3-venv python3-pip git dataset-fashion-mnist slurm-wlm munge iproute2 util-linux)
+TEST_APT_PACKAGES=(chromium chromium-driver default-jre-headless)
 case "${1:-}" in
   "") ;;
   --test) APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}") ;;

@@ -50,7 +50,7 @@ def site(request, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("needs Debian chromium and chromium-driver: bash scripts/setup.sh installs them")
+        pytest.fail("needs Debian chromium and chromium-driver: bash scripts/setup.sh --test installs them")
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     # Without the background-networking flags Chromium phones home and this closed network refuses it.

@@ -38,7 +38,7 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
         tmp_path,
         {"model.latent_dim": [2, 3]},
         {"train.epochs": 2, "resources.cpus_per_worker": 1},
-        {"iwae_k": 4, "iwae_images": 20, "fid_samples": 200, "inception": False, "two_stage_steps": 100},
+        {"iwae_k": 4, "iwae_images": 20, "fid_samples": 200, "inception": False, "flow_steps": 100},
         per_class=250,  # epochs of seconds: the stop must land mid-training
     )
     out = tmp_path / "out"
