@@ -186,13 +186,16 @@ GMM_PATIENCE = 2  # sizes in a row that may fail to beat the best before the sea
 def choose_gmm(
     mu: torch.Tensor, sizes: tuple[int, ...] = GMM_SIZES, seed: int = 0, min_gain: float = GMM_MIN_GAIN
 ) -> tuple[Mixture, dict[int, float]]:
-    """The label-free mixture whose size has the best held-out log-likelihood, refitted on all of mu.
+    """The label-free mixture whose size has the best held-out log-likelihood, refitted on the
+    held-out and fitted points together (at most 20,000 of mu).
 
     Sizes are tried in increasing order until GMM_PATIENCE in a row fail to beat the best so far by
     min_gain (or there are fewer than 10 fitted points per component), so the search goes on as
     long as the data reward more components, up to the largest size. A random 20% of the points
     (at most 4,000) is held out and at most 16,000 others are fitted: enough to rank sizes.
     Returns the refit and {k: held-out log-likelihood in nats per point} for every size tried.
+    The refit is capped like the search: on all 60,000 train means at latent 16 and k = 50 it was
+    60% of the search's time, for a mixture of ~8,000 parameters that 20,000 points pin down.
     """
     perm = torch.randperm(len(mu), generator=torch.Generator().manual_seed(seed))
     cut = min(len(mu) // 5, 4000)
@@ -209,4 +212,4 @@ def choose_gmm(
             misses += 1
             if misses == GMM_PATIENCE:
                 break
-    return fit_gmm(mu, best, seed), scores
+    return fit_gmm(mu[perm[: cut + 16000]], best, seed), scores
