@@ -139,7 +139,7 @@ def _log_normals(x: torch.Tensor, means: torch.Tensor, chols: torch.Tensor) -> t
 
 
 def _em(x: torch.Tensor, resp: torch.Tensor, iters: int) -> Mixture:
-    """EM for a full-covariance mixture from initial responsibilities resp (N, K); x is float64."""
+    """EM for a full-covariance mixture from initial responsibilities resp (N, K), in x's dtype."""
     n, d = x.shape
     ridge = 1e-4 * float(x.var(0).mean()) + 1e-8  # scale-aware: latents may spread to +-50
     eye = torch.eye(d, dtype=x.dtype)
@@ -163,15 +163,19 @@ def fit_mixture(mu: torch.Tensor, y: torch.Tensor, iters: int = 20) -> Mixture:
 
 
 def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30) -> Mixture:
-    """EM for a k-component mixture WITHOUT labels, started from k-means++ centres (seeded)."""
-    x = mu.double()
+    """EM for a k-component mixture WITHOUT labels, started from k-means++ centres (seeded).
+
+    In float32: EM's passes over (components x points x dims) are memory-bound, and float32 took
+    4.6 s against 10.1 s (16,000 points, 16 dims, k = 50, one thread) for the same test-set
+    log-likelihood to 0.001 nats per point (the demo's z16 and z3 latents)."""
+    x = mu.float()
     g = torch.Generator().manual_seed(seed)
     centres = x[torch.randint(len(x), (1,), generator=g)]
     for _ in range(1, k):  # k-means++: the next centre far from the chosen ones, with probability ~ d^2
         d2 = torch.cdist(x, centres).min(1).values.pow(2)
         centres = torch.cat([centres, x[torch.multinomial(d2 + 1e-12, 1, generator=g)]])
     nearest = torch.cdist(x, centres).argmin(1)
-    return _em(x, torch.nn.functional.one_hot(nearest, k).double(), iters)
+    return _em(x, torch.nn.functional.one_hot(nearest, k).float(), iters)
 
 
 # Tried in order until the score stops rising. At most 50: one EM fit of 16,000 3-D points takes
