@@ -3,17 +3,18 @@
 # iproute2 and util-linux for the namespaced test hosts), a virtualenv in .venv, and this package.
 #   bash scripts/setup.sh          what the README's commands need
 #   bash scripts/setup.sh --test   and what only the tests need: Chromium and its driver for the
-#                                  gallery tests, Java for the Nu HTML checker (scripts/test.sh
-#                                  passes it; the demo does not wait for a browser or a JRE)
+#                                  gallery tests, Java for the Nu HTML checker, the [test] extras
+#                                  (scripts/test.sh passes it; the demo waits for none of them)
 # Re-running is quick: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip git dataset-fashion-mnist slurm-wlm munge iproute2 util-linux)
 TEST_APT_PACKAGES=(chromium chromium-driver default-jre-headless)
+extras=""  # pip extras: the tests' (pytest, ruff, selenium, the checkers) only with --test
 case "${1:-}" in
   "") ;;
-  --test) APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}") ;;
+  --test) APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); extras="[test]" ;;
   *) echo "setup.sh: unknown argument '$1'; use no argument, or --test for the tests' extra packages" >&2; exit 2 ;;
 esac
 
@@ -32,11 +33,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-# Reinstall only when pyproject.toml changed since the last successful install.
+# Reinstall only when pyproject.toml changed since the last successful install, or when the tests'
+# extras are asked for and not yet there (an install with them also serves a plain set-up).
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing the package and its dependencies into .venv (torch is large: minutes)"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
-  echo "$want" > .venv/.installed
+have=$(cat .venv/.installed 2>/dev/null || true)
+if [ "$have" != "$want $extras" ] && [ "$have" != "$want [test]" ]; then
+  echo "setup: installing the package${extras:+ with its test tools} into .venv (torch is large: minutes)"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
+  echo "$want $extras" > .venv/.installed
 fi
 echo "setup: ready ($(.venv/bin/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"
