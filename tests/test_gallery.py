@@ -438,3 +438,17 @@ def test_rate_distortion_labels_stay_few_apart_and_inside_the_plot_at_4_and_32_r
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
     assert all(frame.contains(b.x0, b.y0) and frame.contains(b.x1, b.y1) for b in boxes)
     assert len(ticks) >= 3 and all(float(t) >= 0 for t in ticks)  # plain numbers, not TeX source
+
+
+def test_an_optional_samplers_fid_column_shows_only_when_some_run_has_it():
+    from vaecore.gallery import index
+
+    def groups(*metrics: dict) -> list[dict]:
+        return [{"runs": [{"summary": {"metrics": m}}]} for m in metrics]
+
+    keys = lambda gs: [x.key for x in index.shown_metrics(gs)]
+    everything = [x.key for x in catalog.metrics()]
+    none_ran = keys(groups({"fid_prior": 400.0}, {}))
+    assert "fid_two_stage" not in none_ran and "fid_gmm" not in none_ran  # options: off, or not run
+    assert "fid_prior" in none_ran and "fid_aggregate" in none_ran  # always computed: always a column
+    assert keys(groups({}, {"fid_two_stage": 300.0, "fid_gmm": 200.0, "fid_flow": 250.0})) == everything

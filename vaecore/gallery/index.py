@@ -46,9 +46,21 @@ def swept_axes(sweep: dict) -> list[dict]:
     return axes
 
 
+def shown_metrics(groups: list[dict]) -> list[catalog.Metric]:
+    """The runs table's metric columns: an optional sampler's FID (two-stage is off by default)
+    only when some run has it, since an empty column says nothing."""
+    optional = {s.fid_key for s in catalog.SAMPLERS if s.option}
+    runs = [r for g in groups for r in g["runs"]]
+    return [
+        x
+        for x in catalog.metrics()
+        if x.key not in optional or any(metric(r, x.key) is not None for r in runs)
+    ]
+
+
 def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
     cols = [{"label": a["label"], "title": a["key"], "numeric": True} for a in axes]
-    table_metrics = catalog.metrics()
+    table_metrics = shown_metrics(groups)
     cols += [{"label": x.label, "title": x.key, "numeric": True} for x in table_metrics]
     cols += [
         {"label": "best sampler", "title": "label-free sampler with the lowest FID", "numeric": False},
@@ -61,18 +73,23 @@ def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
     for i, g in enumerate(groups):
         if replicated:
             rows.append(
-                _group_row(g, axes, {k: (stats[k][i], marks.get(k, [""] * len(groups))[i]) for k in stats})
+                _group_row(
+                    g,
+                    axes,
+                    {k: (stats[k][i], marks.get(k, [""] * len(groups))[i]) for k in stats},
+                    table_metrics,
+                )
             )
-            rows += [{**_row(r, g, axes, {}), "kind": "member"} for r in g["runs"]]
+            rows += [{**_row(r, g, axes, {}, table_metrics), "kind": "member"} for r in g["runs"]]
         else:
-            rows.append(_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}))
+            rows.append(_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}, table_metrics))
     return {"cols": cols, "rows": rows, "replicated": replicated, "rule": grp.RULE}
 
 
-def _group_row(g: dict, axes: list[dict], metrics: dict) -> dict:
+def _group_row(g: dict, axes: list[dict], metrics: dict, shown: list[catalog.Metric]) -> dict:
     """A grid point's row: mean ± std (n) per metric, its best sampler, summed training time."""
     cells = [_text_cell(fmt_param(g["params"].get(a["key"], DASH)), g["params"].get(a["key"])) for a in axes]
-    for x in catalog.metrics():
+    for x in shown:
         st, mark = metrics[x.key]
         cells.append(
             {"text": grp.fmt_stat(st, x.format), "sort": _sort(st.mean if st else None), "mark": mark}
@@ -94,11 +111,11 @@ def _group_row(g: dict, axes: list[dict], metrics: dict) -> dict:
     }
 
 
-def _row(run: dict, group: dict, axes: list[dict], marks: dict) -> dict:
+def _row(run: dict, group: dict, axes: list[dict], marks: dict, shown: list[catalog.Metric]) -> dict:
     cells = [
         _text_cell(fmt_param(run["params"].get(a["key"], DASH)), run["params"].get(a["key"])) for a in axes
     ]
-    for x in catalog.metrics():
+    for x in shown:
         v = metric(run, x.key)
         cells.append({"text": fmt(v, x.format), "sort": _sort(v), "mark": marks.get(x.key, "")})
     cells.append(_text_cell(best_sampler({"runs": [run]})))
