@@ -16,6 +16,7 @@ from jobs import postprocess as cli
 from vaecore import catalog, config, data, model, runs, train
 from vaecore.config import ConfigError
 from vaecore.post import sweep as post_sweep
+from vaecore.post import threads
 
 from procs import job, write_sweep
 
@@ -308,10 +309,10 @@ def test_each_image_is_encoded_once_and_each_samplers_images_decoded_once(sweep,
 
 def test_threads_are_pinned_per_trial_restored_after_and_not_part_of_the_skip_key(pristine):
     before = torch.get_num_threads()
-    with post_sweep.pinned_threads(1):
+    with threads.pinned(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with post_sweep.pinned_threads(None):  # no [postprocess] threads, not a Ray task: torch's default
+    with threads.pinned(None):  # no [postprocess] threads, not a Ray task: torch's default
         assert torch.get_num_threads() == before
     trial = pristine / "trials" / "z2"
     opts = post_sweep.Options()

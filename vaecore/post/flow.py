@@ -17,6 +17,7 @@ import torch
 import zuko
 
 from vaecore import latent
+from vaecore.post.threads import pinned
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,11 @@ def fit_flow(mu: torch.Tensor, budget: Budget = Budget()) -> tuple[Flow, dict]:
     """Fit a MAF to mu (N, d) by maximum likelihood on 90% of it (10%, at most 5,000 points, held
     out), keeping the state with the best held-out likelihood. Returns the flow and its report:
     flow_heldout_ll and flow_gaussian_heldout_ll (nats per held-out point), flow_steps, flow_seconds."""
-    start, threads = time.perf_counter(), torch.get_num_threads()
-    torch.set_num_threads(1)  # small matmuls: two threads measured 1.5-15x slower (docs/BENCHMARKS.md)
-    try:
-        with torch.random.fork_rng(devices=[]):  # seeded init and draws; the caller's RNG untouched
-            torch.manual_seed(budget.seed)
-            flow, report = _fit(mu.float(), budget)
-    finally:
-        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    # one thread: small matmuls; the caller's RNG untouched by the seeded init and draws
+    with pinned(1), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(budget.seed)
+        flow, report = _fit(mu.float(), budget)
     return flow, report | {"flow_seconds": round(time.perf_counter() - start, 2)}
 
 

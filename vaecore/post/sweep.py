@@ -8,7 +8,6 @@ an unchanged one is skipped. Imports no Ray: a caller with a Ray session hands p
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -16,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from vaecore import data, layout
 from vaecore.config import ConfigError, from_dict, read_toml
 from vaecore.model import pick_device
 from vaecore.post import classifier
+from vaecore.post.threads import pinned
 from vaecore.post.trial import Options, TrialError, options_from, run_pipeline
 
 __all__ = ["Options", "options_from", "process_sweep", "process_trial"]
@@ -94,7 +92,7 @@ def process_trial(
         cfg = from_dict(json.loads(layout.Trial(trial_dir).file("config").read_text()))
         ds = data.cached(cfg.data)
         device = str(pick_device(cfg.resources.gpus_per_worker))
-        with pinned_threads(opts.threads or threads):
+        with pinned(opts.threads or threads):
             summary = run_pipeline(
                 trial_dir, ds, opts, clf_state, device, lambda step: progress(f"[{name}] {step}")
             )
@@ -105,22 +103,6 @@ def process_trial(
         row.update(status="failed", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
-
-
-@contextlib.contextmanager
-def pinned_threads(n: int | None):
-    """torch's intra-op threads (OpenMP, and MKL's BLAS/LAPACK with them) set to n, then restored.
-
-    A Ray task gets n = its CPUs: more threads than cores made small BLAS calls (a 128 x 128
-    eigh) and the convolutions slower on a shared box. None leaves torch's default.
-    """
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --- the sweep ----------------------------------------------------------------------------------

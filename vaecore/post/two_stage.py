@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vaecore.post.threads import pinned
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -63,12 +65,8 @@ def fit_two_stage(
     mu: torch.Tensor, steps: int = 1000, batch: int = 256, lr: float = 5e-3, seed: int = 0, every: int = 50
 ) -> TwoStage:
     """Train the second stage on the train-set latents mu (N, d); 10% is held out for the val curve."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread measured 12x faster than two on a busy box
-    try:
+    with pinned(1):  # tiny matmuls: one thread measured 12x faster than two on a busy box
         return _fit(mu, steps, batch, lr, seed, every)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(mu: torch.Tensor, steps: int, batch: int, lr: float, seed: int, every: int) -> TwoStage:
