@@ -47,8 +47,8 @@ def plain_loop(cfg, ds, epochs: int, device) -> float:
         start = time.perf_counter()
         for idx in torch.randperm(len(x_all), device=device).split(cfg.train.batch_size):
             x = x_all[idx].unsqueeze(1).float() / 255
-            x_hat, mu, log_var = model(x)
-            loss = vae_loss(x, x_hat, mu, log_var, "mse", cfg.loss.recon_multiplier, 1.0)["loss"]
+            logits, mu, log_var = model(x)
+            loss = vae_loss(x, logits, mu, log_var, "mse", cfg.loss.recon_multiplier, 1.0)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()

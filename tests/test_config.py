@@ -114,7 +114,7 @@ def test_a_config_written_before_a_key_existed_is_the_same_as_one_with_its_defau
 # a key from a list in validate() fails its case instead of silently removing it.
 CHOICES = {
     "model.arch": ("compact", "seed"),
-    "loss.likelihood": ("mse", "bce"),
+    "loss.likelihood": ("mse", "bce", "cb"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
     "train.precision": ("fp32", "bf16", "auto"),
 }

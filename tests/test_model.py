@@ -10,10 +10,12 @@ def test_presets_reconstruct_28x28_images_in_the_unit_range(arch, latent):
     torch.manual_seed(0)
     m = model.build(arch, latent).eval()
     x = torch.rand(5, 1, 28, 28)
-    x_hat, mu, log_var = m(x)
-    assert x_hat.shape == (5, 1, 28, 28)
+    logits, mu, log_var = m(x)
+    assert logits.shape == (5, 1, 28, 28)
     assert mu.shape == log_var.shape == (5, latent)
-    assert x_hat.min() >= 0 and x_hat.max() <= 1
+    x_hat = m.decode(mu)
+    assert x_hat.shape == (5, 1, 28, 28) and x_hat.min() >= 0 and x_hat.max() <= 1
+    assert torch.allclose(x_hat, torch.sigmoid(m.decode_logits(mu)))
 
 
 def test_parameter_counts_follow_the_architecture():

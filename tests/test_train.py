@@ -183,8 +183,9 @@ def reference_fit(cfg: config.Config, ds: data.FashionMNIST) -> list[dict]:
             for idx in torch.arange(len(ds.test_x)).split(1000):
                 x = ds.test_x[idx].unsqueeze(1).float() / 255
                 mu, log_var = model.encode(x)
-                x_hat = model.decode(model.reparameterize(mu, log_var, torch.randn(mu.shape, generator=g)))
-                terms = vae_loss(x, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
+                eps = torch.randn(mu.shape, generator=g)
+                logits = model.decode_logits(model.reparameterize(mu, log_var, eps))
+                terms = vae_loss(x, logits, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
                 for k in test:
                     test[k] += terms[k].item() * len(idx)
         test = {f"test_{k}": v / len(ds.test_x) for k, v in test.items()}

@@ -28,7 +28,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    likelihood: str = "mse"  # "mse" (the seed's, a Gaussian decoder) or "bce" (Bernoulli)
+    likelihood: str = "mse"  # "mse" (the seed's, Gaussian), "bce" (Bernoulli), "cb" (continuous Bernoulli)
     recon_multiplier: float = 5000.0  # weight on the per-image mean reconstruction error (seed: 5000)
     kl_multiplier: float = 1.0  # weight on KL(q(z|x) || N(0, I)); 1 keeps the seed's balance
 
@@ -77,7 +77,7 @@ class Config:
 
 CHOICES = {
     "model.arch": ("compact", "seed"),
-    "loss.likelihood": ("mse", "bce"),
+    "loss.likelihood": ("mse", "bce", "cb"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
     "train.precision": ("fp32", "bf16", "auto"),
 }

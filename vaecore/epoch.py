@@ -97,10 +97,10 @@ def train_step(
     lc = cfg.loss
     bf16 = cfg.train.precision == "bf16"
     with torch.autocast(xb.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-        x_hat, mu, log_var = s.model(xb)
+        logits, mu, log_var = s.model(xb)
     # The loss in fp32 whatever the precision: x5000 multipliers and the KL's sum need the bits.
-    x_hat, mu, log_var = x_hat.float(), mu.float(), log_var.float()
-    terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
+    logits, mu, log_var = logits.float(), mu.float(), log_var.float()
+    terms = vae_loss(xb, logits, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
     s.optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     # Gradients are averaged over ranks, so a NaN on any rank shows in the norm on all of them and
@@ -178,8 +178,8 @@ def evaluate(
         xb = as_batch(x, idx, cfg)
         mu, log_var = m.encode(xb)
         eps = torch.randn(mu.shape, generator=g).to(device)
-        x_hat = m.decode(m.reparameterize(mu, log_var, eps))
-        terms = vae_loss(xb, x_hat, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
+        logits = m.decode_logits(m.reparameterize(mu, log_var, eps))
+        terms = vae_loss(xb, logits, mu, log_var, lc.likelihood, lc.recon_multiplier, lc.kl_multiplier)
         sums += torch.stack([terms[k] for k in EVAL_TERMS]).double() * len(idx)
         images += len(idx)
     totals = {"n": float(images), **dict(zip(EVAL_TERMS, sums.tolist(), strict=True))}

@@ -9,8 +9,8 @@ Reading of the seed's (garbled Keras) code, which the `seed` preset reproduces:
 - z = mu + exp(log_var / 2) * eps, eps ~ N(0, I)   (Kingma & Welling 2014, the reparameterisation)
 - Decoder: linear 3136 -> reshape 7x7x64 -> transposed 3x3 convs with 784 (stride 1),
   256 (stride 1), 32 (stride 2) and 4 (stride 2) channels, each + BatchNorm + ReLU, then a
-  1-channel transposed conv. The seed ends in BatchNorm; we end in a sigmoid instead so pixels
-  lie in [0, 1] like the data, which both the MSE and the BCE losses assume.
+  1-channel transposed conv. The seed ends in BatchNorm; we end in logits l instead, and images
+  are sigmoid(l) in [0, 1] like the data (the losses take l: vaecore/losses.py).
 
 `compact` is the stack of the "Generative Deep Learning" book (32-64-64-64, LeakyReLU), small
 enough to train at several hundred images per second on two CPU cores.
@@ -89,7 +89,7 @@ class VAE(nn.Module):
             c, s0 = c_out, s0 * stride
         if s0 != 28:
             raise ValueError(f"decoder produces {s0}x{s0} images, expected 28x28")
-        blocks += [nn.ConvTranspose2d(c, 1, 3, 1, 1), nn.Sigmoid()]
+        blocks.append(nn.ConvTranspose2d(c, 1, 3, 1, 1))  # logits; no parameters were after it
         self.decoder = nn.Sequential(*blocks)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,15 +104,19 @@ class VAE(nn.Module):
             eps = torch.randn_like(mu)
         return mu + torch.exp(0.5 * log_var) * eps
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         c0, s0 = self.arch.decoder_start
         h = self.dense(z).view(-1, c0, s0, s0)  # (B, c0, s0, s0)
-        return self.decoder(h)  # (B, 1, 28, 28) in [0, 1]
+        return self.decoder(h)  # (B, 1, 28, 28) logits
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z))  # (B, 1, 28, 28) images in [0, 1]
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None):
+        """(logits, mu, log_var): the losses take the decoder's logits."""
         mu, log_var = self.encode(x)
         z = self.reparameterize(mu, log_var, eps)
-        return self.decode(z), mu, log_var
+        return self.decode_logits(z), mu, log_var
 
 
 def torch_save(obj: Any, path: Path) -> None:

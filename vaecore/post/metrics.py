@@ -67,8 +67,9 @@ def test_pass(
         xf = to_float(xb).to(device)
         mu, log_var = model.encode(xf)  # (B, d)
         z = mu + (0.5 * log_var).exp() * eb.to(device)
-        x_z, x_mu = model.decode(torch.cat([z, mu])).chunk(2)  # one decode call for both
-        nll.append(neg_log_likelihood(pixel_error(xf, x_z, likelihood), likelihood, recon_multiplier))
+        l_z, l_mu = model.decode_logits(torch.cat([z, mu])).chunk(2)  # one decode call for both
+        x_mu = torch.sigmoid(l_mu)
+        nll.append(neg_log_likelihood(pixel_error(xf, l_z, likelihood), likelihood, recon_multiplier))
         sq.append((xf - x_mu).pow(2).flatten(1).mean(1))
         mus.append(mu.cpu())
         log_vars.append(log_var.cpu())
@@ -112,8 +113,8 @@ def iwae_per_image(
     per = max(1, decodes_per_batch // k)  # whole images per chunk, k decodes each
     for start in range(0, len(x), per):
         xf = to_float(x[start : start + per]).to(device).repeat_interleave(k, 0)  # (B * k, 1, 28, 28)
-        x_hat = model.decode(z[start : start + per].reshape(-1, mu.shape[1]))
-        err = pixel_error(xf, x_hat, likelihood).view(-1, k)  # (B, k)
+        logits = model.decode_logits(z[start : start + per].reshape(-1, mu.shape[1]))
+        err = pixel_error(xf, logits, likelihood).view(-1, k)  # (B, k)
         log_w[start : start + per] -= neg_log_likelihood(err, likelihood, recon_multiplier)
     return log_w.double().logsumexp(1) - math.log(k)  # in float64 whatever the networks ran in
 

@@ -40,6 +40,9 @@ class Autocast(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self._run(self.inner.decode, z)
 
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self._run(self.inner.decode_logits, z)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(self.inner.features, x)
 
