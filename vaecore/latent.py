@@ -129,13 +129,31 @@ class Mixture:
         return (_log_normals(x.double(), means, chols) + self.weights.double().log()).logsumexp(1)
 
 
-def _log_normals(x: torch.Tensor, means: torch.Tensor, chols: torch.Tensor) -> torch.Tensor:
-    """log N(x_n; m_k, L_k L_k^T) for every point and component: (N, K). One batched solve, no loops."""
-    eye = torch.eye(x.shape[1], dtype=x.dtype).expand_as(chols)
-    inv_t = torch.linalg.solve_triangular(chols, eye, upper=False).transpose(1, 2)  # (K, d, d): L^-T
-    white = x @ inv_t - (means[:, None, :] @ inv_t)  # (K, N, d): L^-1 (x - m), as one matmul
-    log_det = chols.diagonal(dim1=1, dim2=2).log().sum(1)  # (K,): half the log-determinant
-    return (-0.5 * white.pow(2).sum(2) - log_det[:, None] - 0.5 * x.shape[1] * LOG_2PI).T
+def _outer(x: torch.Tensor) -> torch.Tensor:
+    """Each row's outer product x x^T, flattened: (N, d * d)."""
+    return (x[:, :, None] * x[:, None, :]).flatten(1)
+
+
+def _log_normals(
+    x: torch.Tensor, means: torch.Tensor, chols: torch.Tensor, xx: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log N(x_n; m_k, L_k L_k^T) for every point and component: (N, K), in x's dtype.
+
+    The quadratic form expanded, (x - m)^T P (x - m) = <x x^T, P> - 2 x^T P m + m^T P m with P the
+    precision, is two matmuls over the points instead of whitening every point for every component:
+    5.5x faster (16,000 points, 16 dims, K = 100, float32, one thread; within 0.003 nats of the
+    float64 whitened form). xx: _outer(x) if already computed (EM reuses it every iteration).
+    """
+    d = x.shape[1]
+    eye = torch.eye(d, dtype=chols.dtype).expand_as(chols)
+    inv = torch.linalg.solve_triangular(chols, eye, upper=False)  # (K, d, d): L^-1
+    prec = (inv.transpose(1, 2) @ inv).to(x.dtype)  # (K, d, d): P = L^-T L^-1
+    m = means.to(x.dtype)
+    pm = (prec @ m[:, :, None]).squeeze(2)  # (K, d): P m
+    xx = _outer(x) if xx is None else xx
+    quad = xx @ prec.flatten(1).T - 2 * x @ pm.T + (m * pm).sum(1)  # (N, K)
+    log_det = chols.diagonal(dim1=1, dim2=2).log().sum(1).to(x.dtype)  # (K,): half the log-determinant
+    return -0.5 * quad - log_det - 0.5 * d * LOG_2PI
 
 
 def _em(x: torch.Tensor, resp: torch.Tensor, iters: int) -> Mixture:
@@ -143,15 +161,16 @@ def _em(x: torch.Tensor, resp: torch.Tensor, iters: int) -> Mixture:
     n, d = x.shape
     ridge = 1e-4 * float(x.var(0).mean()) + 1e-8  # scale-aware: latents may spread to +-50
     eye = torch.eye(d, dtype=x.dtype)
+    xx = _outer(x)  # (N, d * d): every second moment below is one matmul with it
     for step in range(iters + 1):
         nk = resp.sum(0) + 1e-9  # (K,)
         means = resp.T @ x / nk[:, None]  # (K, d)
-        second = (x.T * resp.T[:, None, :]) @ x / nk[:, None, None]  # (K, d, d): E_k[x x^T]
+        second = (resp.T @ xx).view(-1, d, d) / nk[:, None, None]  # (K, d, d): E_k[x x^T]
         covs = second - means[:, :, None] * means[:, None, :] + ridge * eye
         chols = torch.linalg.cholesky(covs)  # (K, d, d)
         if step == iters:
             break
-        resp = (_log_normals(x, means, chols) + (nk / n).log()).softmax(1)  # (N, K)
+        resp = (_log_normals(x, means, chols, xx) + (nk / n).log()).softmax(1)  # (N, K)
     parts = tuple(Gaussian(means[j].float(), chols[j].float()) for j in range(len(nk)))
     return Mixture((nk / n).float(), parts)
 
@@ -167,21 +186,24 @@ def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30) -> Mixture
 
     In float32: EM's passes over (components x points x dims) are memory-bound, and float32 took
     4.6 s against 10.1 s (16,000 points, 16 dims, k = 50, one thread) for the same test-set
-    log-likelihood to 0.001 nats per point (the demo's z16 and z3 latents)."""
+    log-likelihood to 0.001 nats per point (the demo's z16 and z3 latents). With the second
+    moments and the quadratic forms as matmuls (_em, _log_normals) the same fit takes 0.7 s."""
     x = mu.float()
     g = torch.Generator().manual_seed(seed)
-    centres = x[torch.randint(len(x), (1,), generator=g)]
+    centres = [x[int(torch.randint(len(x), (1,), generator=g))]]
+    d2 = (x - centres[0]).pow(2).sum(1)  # each point's squared distance to its nearest centre
     for _ in range(1, k):  # k-means++: the next centre far from the chosen ones, with probability ~ d^2
-        d2 = torch.cdist(x, centres).min(1).values.pow(2)
-        centres = torch.cat([centres, x[torch.multinomial(d2 + 1e-12, 1, generator=g)]])
-    nearest = torch.cdist(x, centres).argmin(1)
+        centres.append(x[int(torch.multinomial(d2 + 1e-12, 1, generator=g))])
+        d2 = torch.minimum(d2, (x - centres[-1]).pow(2).sum(1))
+    nearest = torch.cdist(x, torch.stack(centres)).argmin(1)
     return _em(x, torch.nn.functional.one_hot(nearest, k).float(), iters)
 
 
-# Tried in order until the score stops rising. At most 50: one EM fit of 16,000 3-D points takes
-# 0.8 s at 20 components, 2.5 s at 50 and 5.3 s at 80 on one core, for gains of < 0.01 nats/point
-# past 50 on the demo's latents.
-GMM_SIZES = (1, 2, 3, 5, 8, 13, 20, 30, 50)
+# Tried in order until the score stops rising. At most 200: on the demo's continuous-Bernoulli
+# latent-16 run the held-out likelihood still rose past 50 components, and the mixture's FID fell
+# from 46.5 (k = 50) to 41.6 (100) and 40.5 (150); one EM fit of 16,000 16-D points takes about
+# 0.7 s at 50 components and 3 s at 150 on one core.
+GMM_SIZES = (1, 2, 3, 5, 8, 13, 20, 30, 50, 80, 120, 200)
 GMM_MIN_GAIN = 0.01  # nats per held-out point a larger mixture must add to count as better
 GMM_PATIENCE = 2  # sizes in a row that may fail to beat the best before the search stops: one EM
 # run can land in a poor local optimum (k-means++ start), the next size usually does not
