@@ -359,6 +359,12 @@ def test_runs_are_listed_in_grid_order_with_numbers_as_numbers():
     runs.append({"name": "odd", "params": {}})  # no grid values: last
     ordered = [r["name"] for r in sorted(runs, key=site.grid_order(grid))]
     assert ordered == ["z2-r1000", "z2-r5000", "z10-r1000", "z12-r1000", "odd"]  # by name: z10 < z2
+    # words keep the grid's own order (by name, cb would come first)
+    grid = {"model.latent_dim": [3, 16], "loss.likelihood": ["mse", "cb"]}
+    made = [("z3-cb", 3, "cb"), ("z16-mse", 16, "mse"), ("z3-mse", 3, "mse"), ("z3-bce", 3, "bce")]
+    runs = [{"name": n, "params": {"model.latent_dim": z, "loss.likelihood": lk}} for n, z, lk in made]
+    ordered = [r["name"] for r in sorted(runs, key=site.grid_order(grid))]
+    assert ordered == ["z3-mse", "z3-cb", "z3-bce", "z16-mse"]  # bce: not in the grid, after its values
 
 
 def test_the_run_page_shows_each_samplers_fid_class_entropy_and_histogram():

@@ -119,13 +119,16 @@ def epoch_images(tdir: Path, kind: str) -> list[str]:
 
 def grid_order(grid: dict):
     """A sort key for runs: by their grid values in the grid's key order, numbers as numbers (z2
-    before z10), then by name; a run without a key sorts after those with it."""
+    before z10), other values in the order the grid lists them (mse before cb as the demo writes
+    it), then by name; a run without a key sorts after those with it."""
 
     def key(run: dict) -> tuple:
         parts = []
         for k in grid:
             v = run["params"].get(k)
             n = number(v)
+            if n is None and v in grid[k]:
+                n = float(grid[k].index(v))
             parts.append((0, n, "") if n is not None else (1, 0.0, str(v)) if v is not None else (2, 0.0, ""))
         return (*parts, run["name"])
 
