@@ -288,17 +288,16 @@ def test_precision_auto_keeps_the_faster_measured_once_and_only_past_the_margin(
         monkeypatch.setattr(precision, "_CHOSEN", {})
         rates = {"fp32": 1.0, "bf16": bf16_rate}
 
-        def rate(cfg, device, batch, rates=rates):
-            timed.append(cfg.train.precision)
-            return rates[cfg.train.precision]
+        def stepper(cfg, device, batch, rates=rates):
+            return lambda: timed.append(cfg.train.precision) or rates[cfg.train.precision]
 
-        monkeypatch.setattr(precision, "_step_rate", rate)
+        monkeypatch.setattr(precision, "_stepper", stepper)
         assert precision.choose(auto, "cpu") == want and precision.choose(auto, "cpu") == want
     assert len(timed) == 2 * 2 * precision.ROUNDS  # each precision timed in one go per process, then cached
     # a burst of load in one bf16 round (0.5x) does not decide: each precision keeps its best round
     monkeypatch.setattr(precision, "_CHOSEN", {})
-    bursts = iter([1.0, 0.5] + [1.0, 2.0] * (precision.ROUNDS - 1))
-    monkeypatch.setattr(precision, "_step_rate", lambda *a: next(bursts))
+    bursts = iter([1.0, 0.5] + [1.0, 2.0] * (precision.ROUNDS - 1))  # fp32, bf16 alternate
+    monkeypatch.setattr(precision, "_stepper", lambda *a: lambda: next(bursts))
     assert precision.choose(auto, "cpu") == "bf16"
     assert precision.choose(tiny_cfg, "cpu") == "fp32"  # a concrete choice is never timed
     trained = precision.as_trained(auto, "bf16").train

@@ -24,7 +24,7 @@ from vaecore.config import Config
 from vaecore.model import build
 
 FASTER_BY = 1.15  # bf16 is chosen only when a timed run is at least this much faster
-TIMED_STEPS = 3  # per round and precision, after one untimed warm-up step
+TIMED_STEPS = 2  # per round and precision, after one untimed warm-up step each
 ROUNDS = 3  # rounds, fp32 and bf16 interleaved; each keeps its best: a neighbour's burst (another
 # trial's post-processing on the same cores) slowed one 3-step bf16 timing enough that a demo
 # trial chose fp32 and trained at half speed (298 s against 157 s)
@@ -56,37 +56,45 @@ def measure(cfg: Config, device, world: int = 1) -> str:
     batch = max(1, cfg.train.batch_size // world)
     key = (cfg.model.arch, cfg.model.latent_dim, batch, str(device))
     if key not in _CHOSEN:
-        rates = {"fp32": 0.0, "bf16": 0.0}
-        for _ in range(ROUNDS):
-            for choice in rates:
-                rates[choice] = max(rates[choice], _step_rate(as_trained(cfg, choice), device, batch))
+        with torch.random.fork_rng(devices=[torch.device(device)] if _cuda(device) else []):
+            timers = {c: _stepper(as_trained(cfg, c), device, batch) for c in ("fp32", "bf16")}
+            rates = dict.fromkeys(timers, 0.0)
+            for _ in range(ROUNDS):
+                for c, timer in timers.items():
+                    rates[c] = max(rates[c], timer())
         _CHOSEN[key] = "bf16" if rates["bf16"] >= FASTER_BY * rates["fp32"] else "fp32"
     return _CHOSEN[key]
 
 
-def _step_rate(cfg: Config, device, batch: int) -> float:
-    """Training steps per second on random images, after one warm-up step; the global RNG is left
-    as it was, so timing does not change the run's weights or noise."""
-    cuda = torch.device(device).type == "cuda"
-    with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
-        torch.manual_seed(0)
-        model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        s = epoch.Session(model, torch.optim.Adam(model.parameters(), lr=cfg.train.lr), None)
-        x = torch.rand(batch, 1, 28, 28, device=device)
-        x = x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
-        epoch.train_step(s, x, cfg, math.inf)
+def _stepper(cfg: Config, device, batch: int):
+    """A model at this config, warmed up by one step; returns a function timing TIMED_STEPS steps
+    (steps per second). Run under fork_rng: timing does not change the run's weights or noise."""
+    torch.manual_seed(0)
+    model = build(cfg.model.arch, cfg.model.latent_dim).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    s = epoch.Session(model, torch.optim.Adam(model.parameters(), lr=cfg.train.lr), None)
+    x = torch.rand(batch, 1, 28, 28, device=device)
+    x = x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+    epoch.train_step(s, x, cfg, math.inf)
+
+    def rate() -> float:
         _sync(device)
         start = time.perf_counter()
         for _ in range(TIMED_STEPS):
             epoch.train_step(s, x, cfg, math.inf)
         _sync(device)
-    return TIMED_STEPS / (time.perf_counter() - start)
+        return TIMED_STEPS / (time.perf_counter() - start)
+
+    return rate
+
+
+def _cuda(device) -> bool:
+    return torch.device(device).type == "cuda"
 
 
 def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
+    if _cuda(device):
         torch.cuda.synchronize(device)
 
 
