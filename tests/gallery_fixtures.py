@@ -54,10 +54,11 @@ def png(rng: np.random.Generator, rows: int, cols: int, cell: int = 28) -> bytes
 
 
 def make_trial(tdir: Path, name: str, params: dict, status: str, rng: np.random.Generator) -> dict:
-    z, r = params["model.latent_dim"], params["loss.recon_multiplier"]
+    z, r = params["model.latent_dim"], params.get("loss.recon_multiplier", 5000.0)
+    lik = params.get("loss.likelihood", "mse")
     config = {
         "model": {"arch": "compact", "latent_dim": z},
-        "loss": {"likelihood": "mse", "recon_multiplier": r, "kl_multiplier": 1.0},
+        "loss": {"likelihood": lik, "recon_multiplier": r, "kl_multiplier": 1.0},
         "train": {
             "epochs": 3,
             "batch_size": 128,

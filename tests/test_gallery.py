@@ -458,3 +458,15 @@ def test_an_optional_samplers_fid_column_shows_only_when_some_run_has_it():
     assert "fid_two_stage" not in none_ran and "fid_gmm" not in none_ran  # options: off, or not run
     assert "fid_prior" in none_ran and "fid_aggregate" in none_ran  # always computed: always a column
     assert keys(groups({}, {"fid_two_stage": 300.0, "fid_gmm": 200.0, "fid_flow": 250.0})) == everything
+
+
+def test_a_rate_distortion_line_along_words_says_their_order_not_rising(tmp_path):
+    grid = {"model.latent_dim": [3, 16], "loss.likelihood": ["mse", "cb"]}
+    sweep = site.load_sweep(gallery_fixtures.make_grid_sweep(tmp_path, grid, "words"))
+    pts, lines = index.rate_distortion_points(*index.groups_and_axes(sweep)[:2])
+    assert lines == "a line joins the runs of one latent dim, mse then cb along it"
+    line = {p["label"]: p["order"] for p in pts if p["series"] == "latent dim 16"}
+    assert sorted(line, key=line.get) == ["z16-mse", "z16-cb"]  # drawn in the grid's order
+    numbers = {"model.latent_dim": [3, 16], "loss.recon_multiplier": [1000.0, 5000.0]}
+    sweep = site.load_sweep(gallery_fixtures.make_grid_sweep(tmp_path, numbers, "numbers"))
+    assert index.rate_distortion_points(*index.groups_and_axes(sweep)[:2])[1].endswith("rising along it")

@@ -227,7 +227,11 @@ def rate_distortion_points(groups: list[dict], axes: list[dict]) -> tuple[list[d
         for g in have
     ]
     named = ", ".join(a["label"] for a in others)
-    return pts, f"a line joins the runs of one {named}, {along['label']} rising along it" if along else ""
+    if along is None:
+        return pts, ""
+    words = [v for v in along["values"] if number(v) is None]
+    order = " then ".join(fmt_param(v) for v in along["values"]) if words else f"{along['label']} rising"
+    return pts, f"a line joins the runs of one {named}, {order} along it"
 
 
 def _series_of(group: dict, others: list[dict], along: dict | None) -> dict:
