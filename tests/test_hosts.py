@@ -82,7 +82,10 @@ def test_hosts_have_their_own_name_and_address_and_leave_nothing_behind(tmp_path
 
 HOLD = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Ctrl+C raises KeyboardInterrupt even where a shell started us with SIGINT ignored (a
+    # background job of a non-interactive shell is, and Python then keeps it ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, sys.argv[1])
     from hosts import Hosts
     h = Hosts(["x"])

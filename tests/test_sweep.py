@@ -71,7 +71,7 @@ def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, messa
 def test_replicates_add_a_seed_axis_that_survives_the_resolved_file(tmp_path):
     s = sweep.load("jobs/configs/replicates.toml")
     names = [t.name for t in s.trials]
-    assert len(names) == 12 and names[:3] == ["z3-r5000-s0", "z3-r5000-s1", "z3-r5000-s2"]
+    assert len(names) == 12 and names[:3] == ["z3-mse-s0", "z3-mse-s1", "z3-mse-s2"]
     assert [t.config.train.seed for t in s.trials[:3]] == [0, 1, 2]
     assert s.grid["train.seed"] == [0, 1, 2]
     demo = {t.name + "-s0": t.config for t in sweep.load("jobs/configs/demo.toml").trials}
