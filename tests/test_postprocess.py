@@ -293,11 +293,14 @@ def test_each_image_is_encoded_once_and_each_samplers_images_decoded_once(sweep,
         monkeypatch.setattr(model.VAE, name, count)
     # iwae_k 16 on 50 images; 200 test images. fp32, not "auto": auto's timing decodes too, and
     # only in the first trial of a process (it is cached), so the count would hang on test order.
-    opts = dataclasses.replace(post_sweep.load_options(sweep), precision="fp32")
+    # train_per_class 60 of the fixture's 100: the first 60 train images of each class are encoded
+    opts = dataclasses.replace(post_sweep.load_options(sweep), precision="fp32", train_per_class=60)
     on = [x for x in catalog.SAMPLERS if x.option is None or getattr(opts, x.option)]
     row = post_sweep.process_trial(sweep / "trials" / "z2", opts, post_sweep.reference_classifier(print))
     assert row["status"] == "done", row
-    assert rows["encode"] == 1000 + 200  # train and test once; the IWAE reuses the test posterior
+    assert rows["encode"] == 600 + 200  # train and test once; the IWAE reuses the test posterior
+    with np.load(sweep / "trials" / "z2" / "latents.npz") as z:
+        assert np.bincount(z["train_y"]).tolist() == [60] * 10 and len(z["train_mu"]) == 600
     decodes = {
         "test pass (z and mu)": 2 * 200,
         "iwae": 16 * 50,
