@@ -90,7 +90,7 @@ def process_trial(
         if row["reason"]:
             return row
         cfg = from_dict(json.loads(layout.Trial(trial_dir).file("config").read_text()))
-        ds = data.cached(cfg.data)
+        ds = data.subset(data.cached(cfg.data), opts.train_per_class, 0)  # the train images to encode
         device = str(pick_device(cfg.resources.gpus_per_worker))
         with pinned(opts.threads or threads):
             summary = run_pipeline(

@@ -205,7 +205,6 @@ def run_pipeline(
     FIDs and the pictures share them), and the real-data classifier statistics come from a cache.
     """
     t = Steps(progress)
-    ds = data.subset(ds, opts.train_per_class, 0)
     with t("load"):
         model, cfg, clf = load_models(trial_dir, clf_state, device)
         chosen = precision.resolve(opts.precision, model, opts.batch)
