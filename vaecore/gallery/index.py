@@ -229,7 +229,7 @@ def rate_distortion_points(groups: list[dict], axes: list[dict]) -> tuple[list[d
     named = ", ".join(a["label"] for a in others)
     if along is None:
         return pts, ""
-    words = [v for v in along["values"] if number(v) is None]
+    words = any(number(v) is None for v in along["values"])
     order = " then ".join(fmt_param(v) for v in along["values"]) if words else f"{along['label']} rising"
     return pts, f"a line joins the runs of one {named}, {order} along it"
 
