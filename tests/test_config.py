@@ -52,7 +52,7 @@ def test_dict_round_trip_crosses_the_ray_boundary():
     "override, message",
     [
         ("train.epoch=3", "did you mean 'train.epochs'"),
-        ("model.arch=resnet", "choose one of ('compact', 'seed')"),
+        ("model.arch=resnet", "choose one of ('compact', 'seed', 'mlp')"),
         ("train.scheduler=linear", "choose one of ('plateau', 'cosine', 'step', 'none')"),
         ("train.epochs=2.5", "train.epochs must be a int"),
         ("train.epochs=0", "train.epochs must be > 0"),
@@ -113,7 +113,7 @@ def test_a_config_written_before_a_key_existed_is_the_same_as_one_with_its_defau
 # The rules as the tests state them, written out here (not read from vaecore.config), so dropping
 # a key from a list in validate() fails its case instead of silently removing it.
 CHOICES = {
-    "model.arch": ("compact", "seed"),
+    "model.arch": ("compact", "seed", "mlp"),
     "loss.likelihood": ("mse", "bce", "cb"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
     "train.precision": ("fp32", "bf16", "auto"),

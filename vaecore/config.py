@@ -76,7 +76,7 @@ class Config:
 
 
 CHOICES = {
-    "model.arch": ("compact", "seed"),
+    "model.arch": ("compact", "seed", "mlp"),
     "loss.likelihood": ("mse", "bce", "cb"),
     "train.scheduler": ("plateau", "cosine", "step", "none"),
     "train.precision": ("fp32", "bf16", "auto"),

@@ -156,12 +156,17 @@ def _log_normals(
     return -0.5 * quad - log_det - 0.5 * d * LOG_2PI
 
 
-def _em(x: torch.Tensor, resp: torch.Tensor, iters: int) -> Mixture:
-    """EM for a full-covariance mixture from initial responsibilities resp (N, K), in x's dtype."""
+EM_TOL = 1e-3  # nats per point: EM stops once an iteration adds less to the mean log-likelihood
+
+
+def _em(x: torch.Tensor, resp: torch.Tensor, iters: int, tol: float = EM_TOL) -> Mixture:
+    """EM for a full-covariance mixture from initial responsibilities resp (N, K), in x's dtype:
+    at most `iters` iterations, fewer once the mean log-likelihood rises by less than tol."""
     n, d = x.shape
     ridge = 1e-4 * float(x.var(0).mean()) + 1e-8  # scale-aware: latents may spread to +-50
     eye = torch.eye(d, dtype=x.dtype)
     xx = _outer(x)  # (N, d * d): every second moment below is one matmul with it
+    last = -math.inf
     for step in range(iters + 1):
         nk = resp.sum(0) + 1e-9  # (K,)
         means = resp.T @ x / nk[:, None]  # (K, d)
@@ -170,7 +175,13 @@ def _em(x: torch.Tensor, resp: torch.Tensor, iters: int) -> Mixture:
         chols = torch.linalg.cholesky(covs)  # (K, d, d)
         if step == iters:
             break
-        resp = (_log_normals(x, means, chols, xx) + (nk / n).log()).softmax(1)  # (N, K)
+        joint = _log_normals(x, means, chols, xx) + (nk / n).log()  # (N, K)
+        total = joint.logsumexp(1, keepdim=True)  # (N, 1): each point's log-likelihood
+        resp = (joint - total).exp()
+        ll = float(total.mean())
+        if ll - last < tol:  # this step's parameters are final: the next one would barely move them
+            break
+        last = ll
     parts = tuple(Gaussian(means[j].float(), chols[j].float()) for j in range(len(nk)))
     return Mixture((nk / n).float(), parts)
 
@@ -181,7 +192,7 @@ def fit_mixture(mu: torch.Tensor, y: torch.Tensor, iters: int = 20) -> Mixture:
     return _em(mu.double(), torch.nn.functional.one_hot(y, k).double(), iters)
 
 
-def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30) -> Mixture:
+def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30, tol: float = EM_TOL) -> Mixture:
     """EM for a k-component mixture WITHOUT labels, started from k-means++ centres (seeded).
 
     In float32: EM's passes over (components x points x dims) are memory-bound, and float32 took
@@ -196,7 +207,7 @@ def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30) -> Mixture
         centres.append(x[int(torch.multinomial(d2 + 1e-12, 1, generator=g))])
         d2 = torch.minimum(d2, (x - centres[-1]).pow(2).sum(1))
     nearest = torch.cdist(x, torch.stack(centres)).argmin(1)
-    return _em(x, torch.nn.functional.one_hot(nearest, k).float(), iters)
+    return _em(x, torch.nn.functional.one_hot(nearest, k).float(), iters, tol)
 
 
 # Tried in order until the score stops rising. At most 200: on the demo's continuous-Bernoulli

@@ -14,6 +14,12 @@ Reading of the seed's (garbled Keras) code, which the `seed` preset reproduces:
 
 `compact` is the stack of the "Generative Deep Learning" book (32-64-64-64, LeakyReLU), small
 enough to train at several hundred images per second on two CPU cores.
+
+`mlp` has no convolutions: 784-400-d and d-400-784 with ReLU, the shape of pytorch/examples' VAE.
+Per image seen, the convolutional stacks learn faster; per second of one CPU thread the MLP wins,
+because it costs 1.3 MFLOPs an image against compact's 30: it steps ~10x more images, and reaches
+a lower FID in the same wall time (docs/BENCHMARKS.md, "Anchor"). On a GPU, where FLOPs are cheap,
+the convolutional presets are the better choice.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Arch:
     decoder_start: tuple[int, int]  # (channels, side) the dense layer reshapes to
     decoder: tuple[tuple[int, int], ...]  # (channels, stride) per transposed-conv block
     activation: str  # "relu" or "leaky_relu"
+    hidden: tuple[int, ...] = ()  # fully-connected widths after the convolutions; the decoder mirrors them
 
 
 ARCHS = {
@@ -51,6 +58,7 @@ ARCHS = {
         decoder=((64, 1), (64, 2), (32, 2)),
         activation="leaky_relu",
     ),
+    "mlp": Arch(encoder=(), decoder_start=(1, 28), decoder=(), activation="relu", hidden=(400,)),
 }
 
 
@@ -60,6 +68,16 @@ def _act(name: str) -> nn.Module:
 
 def conv_block(c_in: int, c_out: int, stride: int, act: str) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out), _act(act))
+
+
+def dense_layers(widths: tuple[int, ...], act: str, last_act: bool) -> list[nn.Module]:
+    """Linear layers through `widths`, an activation after each but (unless last_act) the last."""
+    layers: list[nn.Module] = []
+    for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(w_in, w_out))
+        if last_act or i < len(widths) - 2:
+            layers.append(_act(act))
+    return layers
 
 
 def deconv_block(c_in: int, c_out: int, stride: int, act: str) -> nn.Sequential:
@@ -76,20 +94,22 @@ class VAE(nn.Module):
         for c_out, stride in arch.encoder:
             blocks.append(conv_block(c, c_out, stride, arch.activation))
             c, side = c_out, side // stride
-        self.encoder = nn.Sequential(*blocks, nn.Flatten())
-        feat = c * side * side
-        self.mu = nn.Linear(feat, latent_dim)
-        self.log_var = nn.Linear(feat, latent_dim)
+        widths = (c * side * side, *arch.hidden)
+        self.encoder = nn.Sequential(*blocks, nn.Flatten(), *dense_layers(widths, arch.activation, True))
+        self.mu = nn.Linear(widths[-1], latent_dim)
+        self.log_var = nn.Linear(widths[-1], latent_dim)
 
         c0, s0 = arch.decoder_start
-        self.dense = nn.Linear(latent_dim, c0 * s0 * s0)
+        layers = dense_layers((latent_dim, *arch.hidden[::-1], c0 * s0 * s0), arch.activation, False)
+        self.dense = layers[0] if len(layers) == 1 else nn.Sequential(*layers)  # old files: a Linear
         blocks, c = [], c0
         for c_out, stride in arch.decoder:
             blocks.append(deconv_block(c, c_out, stride, arch.activation))
             c, s0 = c_out, s0 * stride
         if s0 != 28:
             raise ValueError(f"decoder produces {s0}x{s0} images, expected 28x28")
-        blocks.append(nn.ConvTranspose2d(c, 1, 3, 1, 1))  # logits; no parameters were after it
+        if arch.decoder:  # no convolutions: the dense layer's 1 x 28 x 28 outputs are the logits
+            blocks.append(nn.ConvTranspose2d(c, 1, 3, 1, 1))  # logits; no parameters were after it
         self.decoder = nn.Sequential(*blocks)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
