@@ -25,6 +25,7 @@ the convolutional presets are the better choice.
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def conv_block(c_in: int, c_out: int, stride: int, act: str) -> nn.Sequential:
 def dense_layers(widths: tuple[int, ...], act: str, last_act: bool) -> list[nn.Module]:
     """Linear layers through `widths`, an activation after each but (unless last_act) the last."""
     layers: list[nn.Module] = []
-    for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
+    for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(w_in, w_out))
         if last_act or i < len(widths) - 2:
             layers.append(_act(act))
