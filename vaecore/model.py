@@ -1,4 +1,4 @@
-"""The convolutional VAE, built from an architecture spec, and its two presets.
+"""The VAE, built from an architecture spec (convolutions, then fully-connected layers), and its presets.
 
 Reading of the seed's (garbled Keras) code, which the `seed` preset reproduces:
 - Encoder: four 3x3 "same" convolutions with 784, 256, 32 and 4 channels, each followed by
