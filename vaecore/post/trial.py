@@ -25,7 +25,7 @@ from vaecore.post import flow as flows
 class Options:
     # train images encoded per class (the first N of the trial's own; all when it has fewer): the
     # samplers' fits, the class means, latent_stats and latents.npz. The mixture search already
-    # fitted at most 20,000 points; 2,000 x 10 halves the demo's 40,000-image encode (~4 s a trial)
+    # fitted at most 20,000 points; 2,000 x 10 is a third of the demo's 60,000-image encode
     train_per_class: int = 2000
     iwae_k: int = 100  # importance samples per image for the IWAE bound
     iwae_images: int = 250  # the first N test images: a fixed subset (k * N decodes); its SE is reported
