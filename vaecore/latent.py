@@ -130,8 +130,22 @@ class Mixture:
 
 
 def _outer(x: torch.Tensor) -> torch.Tensor:
-    """Each row's outer product x x^T, flattened: (N, d * d)."""
-    return (x[:, :, None] * x[:, None, :]).flatten(1)
+    """Each row's outer product x x^T, its upper triangle only (it is symmetric): (N, d(d+1)/2).
+
+    Half of d * d: the two matmuls over the points that dominate EM (the second moments and the
+    quadratic forms) cost half as much in high dimensions (1.9x fewer multiplies at latent 32).
+    """
+    i, j = torch.triu_indices(x.shape[1], x.shape[1])
+    return x[:, i] * x[:, j]
+
+
+def _symmetric(upper: torch.Tensor, d: int) -> torch.Tensor:
+    """(K, d(d+1)/2) upper triangles, in _outer's order -> (K, d, d) symmetric matrices."""
+    i, j = torch.triu_indices(d, d)
+    out = upper.new_zeros(len(upper), d, d)
+    out[:, i, j] = upper
+    out[:, j, i] = upper
+    return out
 
 
 def _log_normals(
@@ -151,7 +165,9 @@ def _log_normals(
     m = means.to(x.dtype)
     pm = (prec @ m[:, :, None]).squeeze(2)  # (K, d): P m
     xx = _outer(x) if xx is None else xx
-    quad = xx @ prec.flatten(1).T - 2 * x @ pm.T + (m * pm).sum(1)  # (N, K)
+    i, j = torch.triu_indices(d, d)
+    tri = prec[:, i, j] * torch.where(i == j, 1.0, 2.0).to(x.dtype)  # (K, T): each off-diagonal twice
+    quad = xx @ tri.T - 2 * x @ pm.T + (m * pm).sum(1)  # (N, K)
     log_det = chols.diagonal(dim1=1, dim2=2).log().sum(1).to(x.dtype)  # (K,): half the log-determinant
     return -0.5 * quad - log_det - 0.5 * d * LOG_2PI
 
@@ -165,20 +181,24 @@ def _em(x: torch.Tensor, resp: torch.Tensor, iters: int, tol: float = EM_TOL) ->
     n, d = x.shape
     ridge = 1e-4 * float(x.var(0).mean()) + 1e-8  # scale-aware: latents may spread to +-50
     eye = torch.eye(d, dtype=x.dtype)
-    xx = _outer(x)  # (N, d * d): every second moment below is one matmul with it
+    xx = _outer(x)  # (N, d(d+1)/2): every second moment below is one matmul with it
     last = -math.inf
     for step in range(iters + 1):
         nk = resp.sum(0) + 1e-9  # (K,)
         means = resp.T @ x / nk[:, None]  # (K, d)
-        second = (resp.T @ xx).view(-1, d, d) / nk[:, None, None]  # (K, d, d): E_k[x x^T]
+        second = _symmetric(resp.T @ xx, d) / nk[:, None, None]  # (K, d, d): E_k[x x^T]
         covs = second - means[:, :, None] * means[:, None, :] + ridge * eye
         chols = torch.linalg.cholesky(covs)  # (K, d, d)
         if step == iters:
             break
         joint = _log_normals(x, means, chols, xx) + (nk / n).log()  # (N, K)
-        total = joint.logsumexp(1, keepdim=True)  # (N, 1): each point's log-likelihood
-        resp = (joint - total).exp()
-        ll = float(total.mean())
+        top = joint.amax(1, keepdim=True)
+        # One exp over (N, K), not logsumexp's and then another. Clamped at -80 (a weight of 2e-35
+        # against the point's best component): float32's exp is 5x slower below its -87 underflow.
+        resp = (joint - top).clamp_(min=-80.0).exp_()
+        mass = resp.sum(1, keepdim=True)
+        resp /= mass
+        ll = float((mass.log() + top).mean())  # each point's log-likelihood, averaged
         if ll - last < tol:  # this step's parameters are final: the next one would barely move them
             break
         last = ll
