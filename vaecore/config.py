@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -108,8 +109,9 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@functools.cache  # the dataclasses never change; a trial's config is coerced key by key
 def known_keys() -> dict[str, type]:
-    """Every settable dotted key and its Python type."""
+    """Every settable dotted key and its Python type (do not modify the returned dict)."""
     out = {}
     hints = typing.get_type_hints(Config)
     for section in fields(Config):
