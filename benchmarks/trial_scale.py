@@ -6,8 +6,10 @@ trials at a time on 2 cores), so what is left is the cost of a trial itself: Tun
 the Train run, the dataset and model set-up, the trial's files. Reported per grid: the sweep's
 wall time (manifest timings.sweep_s), each slot's seconds per trial (wall x slots / N), the
 training inside it (the epochs' own train_seconds + eval_seconds), and what is left per trial;
-then the median of status.json's worker_start_s, setup_s and teardown_s. Flat means the last
-column does not grow with N. Prints a markdown table for docs/BENCHMARKS.md.
+then what each trial beyond the previous grid's added outside training (the slope: the sweep's
+fixed start, ~3 s of first imports and Tune's set-up, cancels out), and the median of
+status.json's worker_start_s, setup_s and teardown_s. Flat means the per-trial columns do not
+grow with N. Prints a markdown table for docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def run(n: int, root: Path) -> dict:
         "sweep_s": sweep_s,
         "slot_s_per_trial": round(sweep_s * SLOTS / n, 3),
         "train_s_per_trial": round(train / n, 3),
+        "slot_s": sweep_s * SLOTS,
+        "train_s": train,
         "outside_s_per_trial": round((sweep_s * SLOTS - train) / n, 3),
         "worker_start_s": med("worker_start_s"),
         "setup_s": med("setup_s"),
@@ -82,18 +86,24 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="trial-scale-"))
     print(
         "| trials | job s | sweep s | slot s/trial | training s/trial | outside training s/trial |"
-        " worker start s | set-up s | teardown s |"
+        " added s/trial | worker start s | set-up s | teardown s |"
     )
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
+    last = None
     for n in args.trials:
         r = run(n, root)
+        added = "-"
+        if last:  # outside training, per trial beyond the previous grid
+            extra = (r["slot_s"] - last["slot_s"]) - (r["train_s"] - last["train_s"])
+            added = round(extra / (r["trials"] - last["trials"]), 3)
         print(
             f"| {r['trials']} | {r['job_s']} | {r['sweep_s']} | {r['slot_s_per_trial']} | "
-            f"{r['train_s_per_trial']} | {r['outside_s_per_trial']} | {r['worker_start_s']} | "
+            f"{r['train_s_per_trial']} | {r['outside_s_per_trial']} | {added} | {r['worker_start_s']} | "
             f"{r['setup_s']} | {r['teardown_s']} |",
             flush=True,
         )
         (root / f"scale{n}.json").write_text(json.dumps(r, indent=1))
+        last = r
 
 
 if __name__ == "__main__":

@@ -65,6 +65,22 @@ def test_the_mixture_search_goes_on_while_held_out_likelihood_rises_and_stops_wh
     assert max(scores) > 20 and len(mix.parts) >= 30
 
 
+def test_the_mixture_search_stops_at_once_past_a_clear_peak_but_waits_out_a_tie():
+    # three clusters in 16-D on 1,600 fitted points: a fourth and fifth component only overfit
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(3, 16, generator=g) * 4
+    x = c[torch.randint(3, (2000,), generator=g)] + torch.randn(2000, 16, generator=g)
+    mix, scores = latent.choose_gmm(x)
+    assert len(mix.parts) == 3
+    assert list(scores) == [1, 2, 3, 5]  # 5 is clearly worse: 8 is never fitted (patience would try it)
+    assert scores[5] < scores[3] - 0.05
+    # the two clusters above: 3 components tie with 2 (within GMM_MIN_GAIN), so the search tries 5
+    centres = torch.tensor([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]])
+    two = torch.cat([torch.randn(3000, 3, generator=g) * 0.5 + c for c in centres])
+    mix, scores = latent.choose_gmm(two)
+    assert abs(scores[3] - scores[2]) < latent.GMM_MIN_GAIN and list(scores) == [1, 2, 3, 5]
+
+
 def test_two_stage_vae_learns_the_latent_distribution_and_records_its_curve():
     train, truth = three_clusters(6000, 0), three_clusters(3000, 5)
     stage = two_stage.fit_two_stage(train, steps=1000)
