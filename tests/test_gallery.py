@@ -470,3 +470,21 @@ def test_a_rate_distortion_line_along_words_says_their_order_not_rising(tmp_path
     numbers = {"model.latent_dim": [3, 16], "loss.recon_multiplier": [1000.0, 5000.0]}
     sweep = site.load_sweep(gallery_fixtures.make_grid_sweep(tmp_path, numbers, "numbers"))
     assert index.rate_distortion_points(*index.groups_and_axes(sweep)[:2])[1].endswith("rising along it")
+
+
+def test_a_link_out_of_the_trial_folder_is_never_published_one_inside_is(sweep, tmp_path):
+    tdir = sweep / "trials" / "z3-r5000-s0"
+    secret = tmp_path / "secret"
+    (secret / "epochs").mkdir(parents=True)
+    (secret / "samples.png").write_bytes((tdir / "artifacts" / "recon.png").read_bytes())
+    (tdir / "artifacts" / "samples_prior.png").unlink()
+    (tdir / "artifacts" / "samples_prior.png").symlink_to(secret / "samples.png")  # a file link out
+    (tdir / "artifacts" / "morph_additive.png").unlink()
+    (tdir / "artifacts" / "morph_additive.png").symlink_to(tdir / "artifacts" / "recon.png")  # in
+    shutil.rmtree(tdir / "epochs")
+    (tdir / "epochs").symlink_to(secret / "epochs")  # a folder link out
+    (secret / "epochs" / "samples_001.png").write_bytes(b"x")
+    run = site.load_run(tdir, {})
+    assert "samples_prior" not in run["artifacts"] and run["frames"] == []
+    assert run["artifacts"]["morph_additive"] == "artifacts/morph_additive.png"
+    assert run["artifacts"]["recon"] == "artifacts/recon.png"

@@ -58,8 +58,15 @@ def _inside(tdir: Path, rel: Any) -> str | None:
     """
     if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
         return None
-    path = tdir / rel
-    return rel if path.is_file() and path.resolve().is_relative_to(tdir.resolve()) else None
+    if not os.path.isfile(os.path.join(tdir, rel)):
+        return None
+    # Only a link at or below the trial folder can lead out of it. Resolving the whole path (an
+    # lstat per folder up to /, through pathlib) for each of a run's ~20 files was half of
+    # load_sweep at 1,000 runs (2.6 s, 1.3 s with these checks).
+    parts = Path(rel).parts
+    if not any(os.path.islink(os.path.join(tdir, *parts[:i])) for i in range(len(parts) + 1)):
+        return rel
+    return rel if (tdir / rel).resolve().is_relative_to(tdir.resolve()) else None
 
 
 def _read(tdir: Path, rel: str) -> dict:
