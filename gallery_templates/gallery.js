@@ -1,8 +1,7 @@
 // Gallery behaviour: sortable tables, the epoch slider, the compare page. Plain DOM, no network.
 (function () {
   "use strict";
-  var root = document.documentElement;
-  root.className = root.className.replace("no-js", "js");
+  // (base.html's head has already set <html class="js">, before the body was drawn)
 
   // --- sortable tables: click (or Enter on) a header; empty cells always sort last ----------------
   function sortKey(row, i) {
@@ -13,12 +12,7 @@
     var asc = th.getAttribute("aria-sort") !== "ascending";
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", asc ? "ascending" : "descending");
-    var body = table.tBodies[0];
-    var units = [];  // a grid point's row and the rows of its runs (class "member") move together
-    Array.prototype.forEach.call(body.rows, function (r) {
-      if (r.classList.contains("member") && units.length) units[units.length - 1].push(r);
-      else units.push([r]);
-    });
+    var body = table.tBodies[0], units = unitsOf(body);
     units.sort(function (a, b) {
       var x = sortKey(a[0], i), y = sortKey(b[0], i);
       if (x === "" || y === "") return (x === "") - (y === "");
@@ -27,6 +21,15 @@
       return asc ? c : -c;
     });
     units.forEach(function (u) { u.forEach(function (r) { body.appendChild(r); }); });
+    table.dispatchEvent(new Event("sorted"));  // a paged table starts again at its first page
+  }
+  function unitsOf(body) {  // a grid point's row and the rows of its runs (class "member") move together
+    var units = [];
+    Array.prototype.forEach.call(body.rows, function (r) {
+      if (r.classList.contains("member") && units.length) units[units.length - 1].push(r);
+      else units.push([r]);
+    });
+    return units;
   }
   document.querySelectorAll("table.sortable").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
@@ -37,6 +40,47 @@
       });
     });
   });
+
+  // --- a large sweep's runs table, a page at a time: every row stays in the document, so sorting
+  // and ticking reach all of them; the server marked all but the first page "off-page" ------------
+  function pagerBars(name, onClick) {  // the bars above and below; a click below scrolls up to the top one
+    var bars = Array.prototype.slice.call(document.querySelectorAll(".page-bar[data-for='" + name + "']"));
+    bars.forEach(function (bar, k) {
+      bar.addEventListener("click", function (e) {
+        if (e.target.tagName !== "BUTTON" || !onClick(e.target.className)) return;
+        if (k > 0) bars[0].scrollIntoView();
+      });
+    });
+    return bars;
+  }
+  var runsTable = document.querySelector("table.runs"), runsPage = 0, runsAll = false;
+  var runBars = pagerBars("runs", function (which) {
+    if (which === "page-prev") runsPage -= 1;
+    else if (which === "page-next") runsPage += 1;
+    else if (which === "page-all") runsAll = !runsAll;
+    else return false;
+    showRuns();
+    return true;
+  });
+  function showRuns() {
+    var size = Number(runsTable.getAttribute("data-page-rows")), units = unitsOf(runsTable.tBodies[0]);
+    var last = Math.ceil(units.length / size) - 1;
+    runsPage = Math.max(0, Math.min(runsPage, last));
+    units.forEach(function (u, k) {
+      var off = !runsAll && Math.floor(k / size) !== runsPage;
+      u.forEach(function (r) { r.classList.toggle("off-page", off); });
+    });
+    var from = runsAll ? 1 : runsPage * size + 1;
+    var to = runsAll ? units.length : Math.min(units.length, from + size - 1);
+    runBars.forEach(function (bar) {
+      bar.querySelector(".page-label").textContent =
+        bar.getAttribute("data-unit-name") + " " + from + "–" + to + " of " + units.length;
+      bar.querySelector(".page-prev").disabled = runsAll || runsPage === 0;
+      bar.querySelector(".page-next").disabled = runsAll || runsPage === last;
+      bar.querySelector(".page-all").textContent = runsAll ? size + " a page" : "show all " + units.length;
+    });
+  }
+  if (runBars.length) runsTable.addEventListener("sorted", function () { runsPage = 0; showRuns(); });
 
   // --- epoch slider on run pages ----------------------------------------------------------------
   document.querySelectorAll("figure.frames").forEach(function (fig) {
@@ -60,7 +104,9 @@
   });
 
   // --- selection: ticked table rows or clicked parallel-coordinates lines narrow the matrix ---------
-  var selected = {};
+  // A selection shows the matrix's tables that hold a selected cell, on every page; without one,
+  // the matrix shows its current page (a large sweep's matrix has several, see below).
+  var selected = {}, matrixPage = 0;
   function each(sel, fn) { document.querySelectorAll(sel).forEach(fn); }
   function applySelection() {
     var any = Object.keys(selected).length > 0;
@@ -85,8 +131,11 @@
           if (k > 0) c.classList.toggle("col-off", !keepCol[k - 1]);
         });
       });
+      var page = Number(t.getAttribute("data-page"));
+      t.classList.toggle("off-page", any ? keepCol.indexOf(true) < 0 : page !== matrixPage);
     });
     each("p.selection", function (p) { p.hidden = !any; });
+    each(".page-bar[data-for='matrix']", function (b) { b.hidden = any; });
   }
   function toggle(unit) {
     if (!unit) return;
@@ -103,19 +152,43 @@
     b.addEventListener("click", function () { selected = {}; applySelection(); });
   });
 
+  // --- the matrix's pages: the select names each (the other axes' values, the rows' range) ---------
+  var matrixBars = pagerBars("matrix", function (which) {
+    if (which === "page-prev") showMatrixPage(matrixPage - 1);
+    else if (which === "page-next") showMatrixPage(matrixPage + 1);
+    else return false;
+    return true;
+  });
+  function showMatrixPage(i) {
+    matrixPage = i;
+    matrixBars.forEach(function (bar) {
+      var select = bar.querySelector("select");
+      select.value = String(i);
+      bar.querySelector(".page-prev").disabled = i === 0;
+      bar.querySelector(".page-next").disabled = i === select.options.length - 1;
+    });
+    applySelection();
+  }
+  matrixBars.forEach(function (bar) {
+    var select = bar.querySelector("select");
+    select.addEventListener("change", function () { showMatrixPage(Number(select.value)); });
+  });
+
   // --- one epoch slider for every cell of the matrix (all three kinds) -----------------------------
   var slider = document.querySelector("input.epoch-slider");
   if (slider) {
     var label = document.querySelector("output.epoch-label"), play = document.querySelector("button.play");
     var cells = Array.prototype.map.call(
-      document.querySelectorAll(".matrices img[data-frames]"),
-      function (img) { return { img: img, frames: JSON.parse(img.getAttribute("data-frames")) }; });
+      document.querySelectorAll(".matrices img[data-epochs]"),
+      function (img) { return { img: img, epochs: img.getAttribute("data-epochs").split(" ").map(Number) }; });
     var timer = null;
     var showEpoch = function (e) {
       cells.forEach(function (c) {
-        var pick = null;
-        c.frames.forEach(function (f) { if (f[0] <= e || pick === null) pick = f; });
-        if (pick) c.img.src = pick[1];  // a run with fewer epochs keeps its last one
+        var pick = c.epochs[0];
+        c.epochs.forEach(function (n) { if (n <= e) pick = n; });  // fewer epochs: it keeps its last
+        // the cell's file is epochs/<kind>_NNN.png; only NNN changes from epoch to epoch
+        var src = c.img.getAttribute("src").replace(/_\d{3}\.png$/, "_" + ("00" + pick).slice(-3) + ".png");
+        if (src !== c.img.getAttribute("src")) c.img.src = src;
       });
       label.textContent = "epoch " + e;
     };

@@ -26,6 +26,13 @@ WIDE_GRID = {
     "model.latent_dim": [2, 3, 4, 6, 8, 10, 12, 16],
     "loss.recon_multiplier": [500.0, 1000.0, 5000.0, 10000.0],
 }
+# Large enough to page (vaecore.gallery: 50 table rows, 48 matrix cells a page): 104 runs, one
+# seed each; the matrix is 13 latents x 4 multipliers per likelihood, two pages of rows each.
+PAGED_GRID = {
+    "model.latent_dim": list(range(2, 15)),
+    "loss.recon_multiplier": [500.0, 1000.0, 5000.0, 10000.0],
+    "loss.likelihood": ["mse", "cb"],
+}
 ARTIFACTS = (
     "recon",
     "samples_prior",

@@ -208,12 +208,12 @@ def test_sample_matrix_axes_come_from_the_grid(sweep):
     html = site.build(sweep).read_text()
     assert "latent dim × recon multiplier" in html
     matrix = html.split('<section id="matrix">')[1]
-    assert matrix.count('<table class="matrix">') == 3  # prior samples, reconstructions, prototypes
+    # one page (6 cells): no pager, and the three kinds' tables (prior samples, reconstructions,
+    # prototypes) as before
+    assert matrix.count('<table class="matrix" data-page="0">') == 3 and "page-bar" not in matrix
     assert matrix.count("seed 0 of 2 runs") == 3 * 6  # every group holds two runs (failed ones too)
     assert 'type="range" class="epoch-slider" min="1" max="3" value="3"' in matrix
-    frames = re.findall(r'data-frames="([^"]*)"', matrix)
-    first = json.loads(unescape(frames[0]))
-    assert [e for e, _ in first] == [1, 2, 3] and first[-1][1].endswith("/epochs/samples_003.png")
+    assert matrix.count('data-epochs="1 2 3"') == 6  # the samples' thumbnails; the others have one
     assert re.search(r'<img src="[^"]*/epochs/samples_003\.png"', matrix)  # without JS: the last epoch
 
 
@@ -412,10 +412,10 @@ def test_every_matrix_view_carries_its_per_epoch_grids_so_the_slider_moves_all_t
     }
     group = {"id": "u0", "name": "z2", "params": run["params"], "runs": [run]}
     for key, kind in matrix.EPOCH_KIND.items():
-        cell = matrix._cell([group], {}, key, 160, lambda r: "")
+        cell = matrix._cell(group, key, 160, lambda r: "")
         assert cell["epochs"] == [1, 2, 3] and cell["img"]["src"].endswith(f"{kind}_003.png"), key
     run["epoch_images"] = {"samples": per_epoch["samples"], "recon": [], "prototypes": []}  # an older sweep
-    cell = matrix._cell([group], {}, "recon", 320, lambda r: "")
+    cell = matrix._cell(group, "recon", 320, lambda r: "")
     assert cell["epochs"] == [] and cell["img"]["src"].endswith("artifacts/recon.png")
 
 
@@ -488,3 +488,56 @@ def test_a_link_out_of_the_trial_folder_is_never_published_one_inside_is(sweep, 
     assert "samples_prior" not in run["artifacts"] and run["frames"] == []
     assert run["artifacts"]["morph_additive"] == "artifacts/morph_additive.png"
     assert run["artifacts"]["recon"] == "artifacts/recon.png"
+
+
+def test_a_large_sweep_pages_its_runs_table_by_50_and_its_matrix_by_at_most_48_cells(tmp_path):
+    runs = [plain_run(f"z{i}", params={"model.latent_dim": i}) for i in range(120)]
+    site.write_site({**plain_sweep(runs), "grid": {"model.latent_dim": list(range(120))}}, tmp_path / "large")
+    html = (tmp_path / "large" / "index.html").read_text()
+    rows = re.findall(r'<tr class="state-completed run( off-page)?" data-unit="u(\d+)">', html)
+    assert len(rows) == 120  # every row is in the page: sorting and reading without JavaScript reach all
+    assert [int(u) for off, u in rows if not off] == list(range(50))  # gallery.js pages the rest in
+    assert html.count('<output class="page-label">runs 1–50 of 120</output>') == 2  # above and below
+    options = re.findall(r'<option value="\d">([^<]*)</option>', html)
+    assert options == ["1 of 3: latent dim 0–39", "2 of 3: latent dim 40–79", "3 of 3: latent dim 80–119"] * 2
+    matrix = html.split('<section id="matrix">')[1]
+    assert matrix.count('<table class="matrix" data-page="0">') == 3  # each kind's first page shows
+    assert matrix.count('<table class="matrix off-page" data-page="2">') == 3
+
+    site.write_site(plain_sweep(runs[:4]), tmp_path / "small")  # a demo's size: as before
+    html = (tmp_path / "small" / "index.html").read_text()
+    assert "page-bar" not in html and "off-page" not in html and html.count('data-page="0"') == 3
+
+
+def test_matrix_pages_split_the_rows_evenly_and_name_each_page():
+    from vaecore.gallery import matrix
+
+    ax = lambda key, values: {"key": key, "label": key.split(".")[1].replace("_", " "), "values": values}  # noqa: E731
+    latent, lik = ax("model.latent_dim", list(range(2, 27))), ax("loss.likelihood", ["mse", "cb"])
+    mult = ax("loss.recon_multiplier", [500.0, 1000.0, 2000.0, 5000.0, 10000.0])
+    pages = matrix.pages([latent, mult], [lik])  # the benchmark's 1,000 runs: 25 x 5 per likelihood
+    assert [len(p["rows"]) for p in pages] == [9, 9, 7] * 2  # 45, 45, 35 cells: none over 48, none tiny
+    assert [p["caption"] for p in pages[:3]] == [
+        "likelihood = mse, latent dim 2–10",
+        "likelihood = mse, latent dim 11–19",
+        "likelihood = mse, latent dim 20–26",
+    ]
+    assert pages[3]["fixed"] == {"loss.likelihood": "cb"} and pages[3]["rows"] == list(range(2, 11))
+    demo = matrix.pages([ax("model.latent_dim", [3, 32]), ax("loss.likelihood", ["mse", "cb"])], [])
+    assert demo == [{"fixed": {}, "rows": [3, 32], "caption": ""}]  # one page, no caption: as before
+    long = matrix.pages([ax("train.lr", list(range(1000)))], [])  # one axis of 1,000 values
+    assert [len(p["rows"]) for p in long] == [48] * 20 + [40] and long[-1]["caption"] == "lr 960–999"
+
+
+def test_with_replicates_a_page_of_the_runs_table_is_50_grid_points_with_their_runs():
+    runs = [
+        plain_run(f"z{i}-s{s}", params={"model.latent_dim": i, "train.seed": s})
+        for i in range(60)
+        for s in (0, 1)
+    ]
+    groups, axes, replicated = index.groups_and_axes(plain_sweep(runs))
+    table = index.table(groups, axes, replicated)
+    assert table["units"] == 60 and table["unit_name"] == "grid points" and len(table["rows"]) == 180
+    unit = lambda u: [(r["kind"], r["off_page"]) for r in table["rows"] if r["unit"] == u]  # noqa: E731
+    assert unit("u49") == [("group", False), ("member", False), ("member", False)]
+    assert unit("u50") == [("group", True), ("member", True), ("member", True)]

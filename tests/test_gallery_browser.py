@@ -28,7 +28,7 @@ from selenium_axe_python import Axe
 from vaecore.gallery import site as gallery_site
 
 import gallery_fixtures
-from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PENDING, WIDE_GRID
+from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PAGED_GRID, PENDING, WIDE_GRID
 
 pytestmark = pytest.mark.integration
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -308,11 +308,12 @@ def nu_errors(files: list[Path]) -> list[str]:
     return [f"{m.get('url')}:{m.get('lastLine')}: {m['message']}" for m in messages]
 
 
-def test_every_page_and_the_style_sheet_pass_the_nu_html_checker(tiny_sweep, fake_site):
+def test_every_page_and_the_style_sheet_pass_the_nu_html_checker(tiny_sweep, fake_site, paged_site):
     files = [
         f for g in (tiny_sweep / "gallery", fake_site) for f in [g / "style.css", *sorted(g.rglob("*.html"))]
     ]
-    assert len(files) > 10 and nu_errors(files) == []  # both sweeps' galleries in one Java start
+    files.append(paged_site / "index.html")  # with the pagers
+    assert len(files) > 10 and nu_errors(files) == []  # the three galleries in one Java start
 
 
 # --- the index's matrix (epoch slider, kind switch, selection) and the compare overlay ------------
@@ -332,7 +333,7 @@ def visible(drv, css: str) -> list:
 
 def sample_srcs(drv) -> list[str]:
     return drv.execute_script(
-        "return Array.from(document.querySelectorAll('.matrices.samples img[data-frames]'))"
+        "return Array.from(document.querySelectorAll('.matrices.samples img[data-epochs]'))"
         ".map(function (i) { return i.src; });"
     )
 
@@ -477,3 +478,126 @@ def test_the_run_column_stays_in_view_while_the_runs_table_scrolls_sideways(driv
         driver.set_window_size(1400, 1000)
     assert scrolled > 100 and len(names) > 2
     assert all(abs(x - wrap) <= 2 for x in names), (wrap, names)  # the header and every row's name
+
+
+# --- a large sweep: the runs table and the sample matrix a page at a time -------------------------
+
+
+@pytest.fixture(scope="module")
+def paged_site(tmp_path_factory) -> Path:
+    """104 fabricated runs (PAGED_GRID): 3 pages of the runs table, 4 of the sample matrix."""
+    sdir = gallery_fixtures.make_grid_sweep(tmp_path_factory.mktemp("paged"), PAGED_GRID, "paged")
+    gallery_site.build(sdir)
+    return sdir / "gallery"
+
+
+def shown(drv, css: str, attr: str) -> list[str]:
+    """The attribute of every element that css matches and the page lays out (not display: none)."""
+    return drv.execute_script(
+        "var attr = arguments[1]; return Array.from(document.querySelectorAll(arguments[0]))"
+        ".filter(function (e) { return e.getClientRects().length; })"
+        ".map(function (e) { return e.getAttribute(attr); });",
+        css,
+        attr,
+    )
+
+
+def bars(drv, name: str) -> list:
+    """The pager above and the pager below."""
+    return drv.find_elements(By.CSS_SELECTOR, f".page-bar[data-for='{name}']")
+
+
+def in_view(drv, element) -> bool:
+    return drv.execute_script(
+        "var r = arguments[0].getBoundingClientRect(); return r.top > -1 && r.bottom <= window.innerHeight;",
+        element,
+    )
+
+
+def test_a_large_runs_table_shows_50_rows_a_page_and_sorts_over_all_of_them(driver, paged_site):
+    open_page(driver, (paged_site / "index.html").resolve().as_uri())
+    every = column(driver, 0)  # all 104 rows, in the document order
+    assert len(every) == 104 and len(set(every)) == 104
+    rows = lambda: shown(driver, "table.runs tbody th", "data-sort")  # noqa: E731
+    label = lambda: [b.find_element(By.CSS_SELECTOR, ".page-label").text for b in bars(driver, "runs")]  # noqa: E731
+    assert rows() == every[:50] and every[:2] == ["z2-r500-mse", "z2-r500-cb"]
+    assert label() == ["runs 1–50 of 104"] * 2
+    top, below = bars(driver, "runs")
+    below.find_element(By.CSS_SELECTOR, ".page-next").click()
+    assert rows() == every[50:100] and label() == ["runs 51–100 of 104"] * 2
+    assert in_view(driver, top)  # a click below goes back up to the page's first row
+    top.find_element(By.CSS_SELECTOR, ".page-next").click()
+    assert rows() == every[100:] and label() == ["runs 101–104 of 104"] * 2
+    assert [b.find_element(By.CSS_SELECTOR, ".page-next").is_enabled() for b in (top, below)] == [False] * 2
+
+    headers = driver.find_elements(By.CSS_SELECTOR, "table.runs thead th")
+    i = next(n for n, th in enumerate(headers) if th.text.strip() == "test ELBO")
+    headers[i].click()  # ascending over all 104: the lowest ELBO was on the last page, now first
+    elbo = [float(v) for v in column(driver, i)]
+    assert elbo == sorted(elbo) and label() == ["runs 1–50 of 104"] * 2
+    assert rows() == column(driver, 0)[:50] and rows()[0] == "z14-r10000-mse"
+    top.find_element(By.CSS_SELECTOR, ".page-all").click()
+    assert len(rows()) == 104 and label() == ["runs 1–104 of 104"] * 2
+    assert top.find_element(By.CSS_SELECTOR, ".page-all").text == "50 a page"
+    top.find_element(By.CSS_SELECTOR, ".page-all").click()
+    assert len(rows()) == 50 and top.find_element(By.CSS_SELECTOR, ".page-all").text == "show all 104"
+    assert problems(driver) == []
+
+
+def test_a_large_sample_matrix_shows_one_page_and_a_ticked_run_on_any_page(driver, paged_site):
+    open_page(driver, (paged_site / "index.html").resolve().as_uri())
+    cells = lambda: shown(driver, ".matrices.samples td", "data-unit")  # noqa: E731
+    page = lambda: shown(driver, ".matrices.samples table.matrix", "data-page")  # noqa: E731
+    top, below = bars(driver, "matrix")
+    pages = [o.text for o in Select(top.find_element(By.TAG_NAME, "select")).options]
+    assert pages == [
+        "1 of 4: likelihood = mse, latent dim 2–8",
+        "2 of 4: likelihood = mse, latent dim 9–14",
+        "3 of 4: likelihood = cb, latent dim 2–8",
+        "4 of 4: likelihood = cb, latent dim 9–14",
+    ]
+    assert len(cells()) == 7 * 4 and page() == ["0"]
+    assert len(shown(driver, "img.thumb", "src")) == 28  # laid out: the first page's, one kind
+    Select(top.find_element(By.TAG_NAME, "select")).select_by_index(3)
+    assert len(cells()) == 6 * 4 and page() == ["3"]
+    assert Select(below.find_element(By.TAG_NAME, "select")).first_selected_option.text == pages[3]
+    assert not below.find_element(By.CSS_SELECTOR, ".page-next").is_enabled()
+    below.find_element(By.CSS_SELECTOR, ".page-prev").click()
+    assert page() == ["2"] and len(cells()) == 28 and in_view(driver, top)
+    set_range(driver, "input.epoch-slider", 1)  # the slider moves the shown page
+    srcs = shown(driver, ".matrices.samples img", "src")
+    assert len(srcs) == 28 and all(s.endswith("/epochs/samples_001.png") for s in srcs)
+    driver.find_element(By.CSS_SELECTOR, "label[for='show-recons']").click()  # the same page, other kind
+    assert shown(driver, ".matrices.recons table.matrix", "data-page") == ["2"]
+    driver.find_element(By.CSS_SELECTOR, "label[for='show-samples']").click()
+
+    # Tick the table's last run (its page 3; the matrix's page 4): the matrix shows that one cell
+    runs_next = bars(driver, "runs")[0].find_element(By.CSS_SELECTOR, ".page-next")
+    runs_next.click()
+    runs_next.click()
+    last = driver.find_elements(By.CSS_SELECTOR, "table.runs input.pick")[-1]
+    unit = last.get_attribute("data-unit")
+    last.click()
+    assert cells() == [unit] and page() == ["3"]
+    assert [b.is_displayed() for b in bars(driver, "matrix")] == [False, False]
+    driver.find_element(By.CSS_SELECTOR, "button.clear-selection").click()
+    assert page() == ["2"] and len(cells()) == 28 and top.is_displayed()
+    assert [p for p in problems(driver) if "net::ERR_ABORTED" not in p] == []  # see check_slider_and_switch
+
+
+def test_a_large_sweep_without_javascript_lists_every_run_and_every_matrix_page(driver, paged_site):
+    driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        open_page(driver, (paged_site / "index.html").resolve().as_uri())
+        assert len(shown(driver, "table.runs tbody th", "data-sort")) == 104
+        assert shown(driver, ".matrices.samples table.matrix", "data-page") == ["0", "1", "2", "3"]
+        assert visible(driver, ".page-bar") == []
+    finally:
+        driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+def test_a_large_sweeps_index_has_no_axe_violations_and_fits_a_phone(driver, paged_site):
+    with serving(paged_site.parent) as base:  # the sweep folder: pictures are in ../trials/
+        open_page(driver, f"{base}/gallery/index.html")
+        check_accessible(driver, desktop=True)
+    screenshot(driver, "gallery-104-runs-index.png")

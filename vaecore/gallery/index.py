@@ -29,6 +29,10 @@ from vaecore.images import image_size
 
 PARALLEL = ["test_elbo", "test_mse", "test_kl", "fid_prior", "recon_accuracy"]
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+# Rows of the runs table on one page (with replicates: grid points, each with its runs). All rows
+# are in the page, for sorting over all of them and for reading without JavaScript; gallery.js
+# shows a page at a time, and the style sheet hides the later ones before it runs.
+PAGE_ROWS = 50
 
 
 def swept_axes(sweep: dict) -> list[dict]:
@@ -72,18 +76,27 @@ def table(groups: list[dict], axes: list[dict], replicated: bool) -> dict:
     rows = []
     for i, g in enumerate(groups):
         if replicated:
-            rows.append(
+            unit = [
                 _group_row(
                     g,
                     axes,
                     {k: (stats[k][i], marks.get(k, [""] * len(groups))[i]) for k in stats},
                     table_metrics,
                 )
-            )
-            rows += [{**_row(r, g, axes, {}, table_metrics), "kind": "member"} for r in g["runs"]]
+            ]
+            unit += [{**_row(r, g, axes, {}, table_metrics), "kind": "member"} for r in g["runs"]]
         else:
-            rows.append(_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}, table_metrics))
-    return {"cols": cols, "rows": rows, "replicated": replicated, "rule": grp.RULE}
+            unit = [_row(g["runs"][0], g, axes, {k: m[i] for k, m in marks.items()}, table_metrics)]
+        rows += [{**r, "off_page": i >= PAGE_ROWS} for r in unit]  # gallery.js pages them in
+    return {
+        "cols": cols,
+        "rows": rows,
+        "replicated": replicated,
+        "rule": grp.RULE,
+        "page_rows": PAGE_ROWS,
+        "units": len(groups),
+        "unit_name": "grid points" if replicated else "runs",
+    }
 
 
 def _group_row(g: dict, axes: list[dict], metrics: dict, shown: list[catalog.Metric]) -> dict:
