@@ -541,3 +541,19 @@ def test_with_replicates_a_page_of_the_runs_table_is_50_grid_points_with_their_r
     unit = lambda u: [(r["kind"], r["off_page"]) for r in table["rows"] if r["unit"] == u]  # noqa: E731
     assert unit("u49") == [("group", False), ("member", False), ("member", False)]
     assert unit("u50") == [("group", True), ("member", True), ("member", True)]
+
+
+def test_the_rate_distortion_plot_names_at_most_12_of_many_lines_spread_first_to_last():
+    st = lambda v: groups.Stat(v, 0.0, 1)  # noqa: E731
+    points = [
+        {"kl": st(5.0 + i + j), "mse": st(0.01 * (i + 1) / (j + 1)), "fid": st(50.0), "label": f"p{i}-{j}"}
+        | {"series": f"line {i}", "order": (False, float(j), j)}
+        for i in range(40)
+        for j in range(2)
+    ]
+    plt, fig, ax = plots.rate_distortion_figure(points, "a line joins ...")
+    names = [t.get_text() for t in ax.texts]
+    title = ax.get_title()
+    plt.close(fig)
+    assert len(names) == plots.LINE_LABELS == 12 and names[0] == "line 0" and names[-1] == "line 39"
+    assert "(12 of 40 named)" in title and len(ax.lines) == 40  # every line drawn, a few named
