@@ -1,13 +1,15 @@
 """The gallery at scale: build time, page weight and first render of a generated sweep of N runs.
 
-    .venv/bin/python -m benchmarks.gallery_scale [--runs 32 256 1000] [--browser]
+    .venv/bin/python -m benchmarks.gallery_scale [--runs 256 1000] [--browser] [--dir DIR]
 
 Each sweep is fabricated in the documented layout by the gallery tests' own fixture writer
-(tests/gallery_fixtures.make_trial: real PNG files, summary.json, metrics.jsonl), on a grid of
-latent sizes x reconstruction multipliers x seeds. Reported per size: the seconds
-vaecore.gallery.site.build takes (median of 3), seconds per run, index.html's size, the <img>
-elements on the index, the whole site's size, and with --browser the index's first render in
-headless Chromium (navigation start to the load event, and to the first contentful paint).
+(tests/gallery_fixtures.make_grid_sweep: real PNG files, summary.json, metrics.jsonl), on a
+grid of latent sizes x reconstruction multipliers x likelihoods x seeds (grid_for: exactly 256
+and 1,000 runs). Reported per size: the seconds vaecore.gallery.site.build takes (median of 3),
+seconds per run, index.html's size, the <img> elements in it, the whole site's size, and with
+--browser the index's first render in headless Chromium (navigation start to the load event
+and to the first contentful paint, medians of 3 loads) with the <img> the page lays out and
+those it has loaded by then (lazy ones wait until they near the window).
 Prints a markdown table for docs/BENCHMARKS.md.
 """
 
@@ -21,45 +23,29 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from vaecore.gallery import site  # noqa: E402
-from vaecore.runs import write_json  # noqa: E402
-from vaecore.sweep import trial_name  # noqa: E402
 
-from gallery_fixtures import make_trial  # noqa: E402 (the tests' folder is put on the path first)
+from gallery_fixtures import make_grid_sweep  # noqa: E402 (the tests' folder is put on the path first)
+
+MULTIPLIERS = [500.0, 1000.0, 2000.0, 5000.0, 10000.0]
 
 
 def grid_for(n: int) -> dict:
-    """A latent x multiplier x seed grid of about n runs: 4 multipliers, 2 or 8 seeds."""
-    seeds = 8 if n >= 512 else 4 if n >= 64 else 2
-    latents = max(1, round(n / (4 * seeds)))
+    """A latent x multiplier x likelihood x seed grid of n runs (exactly, for 32, 256 and 1000):
+    2 likelihoods, 2 or 4 seeds, 5 multipliers where they divide the rest, else 4. The sample
+    matrix gets latent rows, multiplier columns and one table per likelihood."""
+    seeds = 4 if n >= 512 else 2
+    per_table = max(1, n // (2 * seeds))
+    mults = 5 if per_table % 5 == 0 else 4
     return {
-        "model.latent_dim": list(range(2, 2 + latents)),
-        "loss.recon_multiplier": [500.0, 1000.0, 5000.0, 10000.0],
+        "model.latent_dim": list(range(2, 2 + max(1, round(per_table / mults)))),
+        "loss.recon_multiplier": MULTIPLIERS[:mults],
+        "loss.likelihood": ["mse", "cb"],
         "train.seed": list(range(seeds)),
     }
-
-
-def make_sweep(root: Path, n: int) -> Path:
-    sdir = root / f"scale{n}"
-    grid, rng, trials = grid_for(n), np.random.default_rng(0), {}
-    keys = list(grid)
-    for values in np.array(np.meshgrid(*grid.values(), indexing="ij")).reshape(len(keys), -1).T:
-        params = {
-            k: (float(v) if k == "loss.recon_multiplier" else int(v))
-            for k, v in zip(keys, values, strict=True)
-        }
-        name = trial_name(params)
-        trials[name] = {
-            "params": params,
-            **make_trial(sdir / "trials" / name, name, params, "completed", rng),
-        }
-    write_json(sdir / "manifest.json", {"sweep": sdir.name, "grid": grid, "trials": trials})
-    return sdir
 
 
 def build_seconds(sdir: Path) -> float:
@@ -72,8 +58,9 @@ def build_seconds(sdir: Path) -> float:
     return statistics.median(times)
 
 
-def first_render(index: Path) -> tuple[float, float]:
-    """(load event, first contentful paint) in seconds after navigation start, headless Chromium."""
+def first_render(index: Path) -> tuple[float, float, int, int]:
+    """Headless Chromium: the load event and the first contentful paint in seconds after
+    navigation start, then the <img> the page lays out (not display: none) and those loaded."""
     from selenium import webdriver
 
     opts = webdriver.ChromeOptions()
@@ -93,26 +80,38 @@ def first_render(index: Path) -> tuple[float, float]:
         opts.add_argument(flag)
     drv = webdriver.Chrome(options=opts, service=webdriver.ChromeService("/usr/bin/chromedriver"))
     try:
-        drv.get(index.as_uri())
-        nav = drv.execute_script("return performance.getEntriesByType('navigation')[0].toJSON()")
-        paints = drv.execute_script("return performance.getEntriesByType('paint').map(e => e.toJSON())")
-        fcp = next((p["startTime"] for p in paints if p["name"] == "first-contentful-paint"), math.nan)
-        return nav["loadEventEnd"] / 1000, fcp / 1000
+        loads, paints = [], []
+        for _ in range(3):  # the median of a cold load and two warm ones: the box may be shared
+            drv.get(index.as_uri())
+            nav = drv.execute_script("return performance.getEntriesByType('navigation')[0].toJSON()")
+            paint = drv.execute_script("return performance.getEntriesByType('paint').map(e => e.toJSON())")
+            fcp = next((p["startTime"] for p in paint if p["name"] == "first-contentful-paint"), math.nan)
+            loads.append(nav["loadEventEnd"] / 1000)
+            paints.append(fcp / 1000)
+        shown, loaded = drv.execute_script(
+            "var i = Array.from(document.images); return ["
+            "i.filter(function (e) { return e.getClientRects().length; }).length,"
+            "i.filter(function (e) { return e.complete && e.naturalWidth > 0; }).length];"
+        )
+        return statistics.median(loads), statistics.median(paints), shown, loaded
     finally:
         drv.quit()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, nargs="+", default=[32, 256, 1000])
+    p.add_argument("--runs", type=int, nargs="+", default=[256, 1000])
     p.add_argument("--browser", action="store_true", help="also time the index's first render in Chromium")
+    p.add_argument("--dir", type=Path, help="fabricate the sweeps here, or reuse those a run left there")
     args = p.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="gallery-scale-"))
-    head = "| runs | build s | s per run | index.html KB | <img> on index | site MB |"
-    print(head + (" load s | first paint s |" if args.browser else ""))
-    print("|---" * (6 + 2 * args.browser) + "|")
+    root = args.dir or Path(tempfile.mkdtemp(prefix="gallery-scale-"))
+    head = "| runs | build s | s per run | index.html KB | <img> in index.html | site MB |"
+    print(head + (" load s | first paint s | <img> laid out | <img> loaded |" if args.browser else ""))
+    print("|---" * (6 + 4 * args.browser) + "|")
     for n in args.runs:
-        sdir = make_sweep(root, n)
+        sdir = root / f"scale{n}"
+        if not (sdir / "manifest.json").is_file():
+            make_grid_sweep(root, grid_for(n), sdir.name)
         seconds = build_seconds(sdir)
         index = sdir / "gallery" / "index.html"
         imgs = index.read_text().count("<img")
@@ -121,8 +120,8 @@ def main() -> None:
         n = len(list((sdir / "trials").iterdir()))
         row = f"| {n} | {seconds:.2f} | {seconds / n:.4f} | {kb:.0f} | {imgs} | {site_mb:.1f} |"
         if args.browser:
-            load, fcp = first_render(index)
-            row += f" {load:.2f} | {fcp:.2f} |"
+            load, fcp, shown, loaded = first_render(index)
+            row += f" {load:.2f} | {fcp:.2f} | {shown} | {loaded} |"
         print(row, flush=True)
 
 
