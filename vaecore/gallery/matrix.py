@@ -40,35 +40,17 @@ def main_axes(axes: list[dict]) -> list[dict]:
 def matrices(groups: list[dict], axes: list[dict], note: Any) -> dict:
     """Every kind's tables (the same pages for each kind), the pages' names and the slider's range."""
     main = main_axes(axes)
-    rows_ax = main[0] if main else None
-    cols_ax = main[1] if len(main) > 1 else None
-    col_values = cols_ax["values"] if cols_ax else [None]
+    layout = pages(main, [a for a in axes if a not in main])
     by_point: dict[tuple, dict] = {}
     for g in groups:  # one lookup per cell, not a scan of all groups (1,000 cells x 1,000 groups)
         by_point.setdefault(_point(g["params"], axes), g)
-    layout = pages(main, [a for a in axes if a not in main])
-
-    def cell(page: dict, rv: Any, cv: Any, key: str, width: int) -> dict:
-        params = {**page["fixed"], **_pin(rows_ax, rv), **_pin(cols_ax, cv)}
-        return _cell(by_point.get(_point(params, axes)), key, width, note)
-
     kinds = []
     for kind, lab, key, width in KINDS:
-        tables = [
-            {
-                "caption": page["caption"],
-                "page": i,
-                "rows": [
-                    {
-                        "value": fmt_param(rv) if rows_ax else "",
-                        "cells": [cell(page, rv, cv, key, width) for cv in col_values],
-                    }
-                    for rv in page["rows"]
-                ],
-                "cols": [fmt_param(v) for v in col_values] if cols_ax else [""],
-            }
-            for i, page in enumerate(layout)
-        ]
+
+        def cell(params: dict, key: str = key, width: int = width) -> dict:
+            return _cell(by_point.get(_point(params, axes)), key, width, note)
+
+        tables = [_table(page, i, main, cell) for i, page in enumerate(layout)]
         kinds.append({"id": kind, "label": lab, "tables": tables})
     cells = [c for k in kinds for t in k["tables"] for r in t["rows"] for c in r["cells"]]
     return {
@@ -78,6 +60,27 @@ def matrices(groups: list[dict], axes: list[dict], note: Any) -> dict:
         "pages": [page["caption"] for page in layout] if len(layout) > 1 else [],
         "page_cells": PAGE_CELLS,
         "last_epoch": max((e for c in cells for e in c["epochs"]), default=0),
+    }
+
+
+def _table(page: dict, i: int, main: list[dict], cell: Any) -> dict:
+    """Page i's table of one kind: cell(params) draws the grid point with those values."""
+    rows_ax = main[0] if main else None
+    cols_ax = main[1] if len(main) > 1 else None
+    col_values = cols_ax["values"] if cols_ax else [None]
+    return {
+        "caption": page["caption"],
+        "page": i,
+        "rows": [
+            {
+                "value": fmt_param(rv) if rows_ax else "",
+                "cells": [
+                    cell({**page["fixed"], **_pin(rows_ax, rv), **_pin(cols_ax, cv)}) for cv in col_values
+                ],
+            }
+            for rv in page["rows"]
+        ],
+        "cols": [fmt_param(v) for v in col_values] if cols_ax else [""],
     }
 
 
