@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -29,7 +30,22 @@ ROUNDS = 3  # rounds, fp32 and bf16 interleaved; each keeps its best: a neighbou
 # trial's post-processing on the same cores) slowed one 3-step bf16 timing enough that a demo
 # trial chose fp32 and trained at half speed (298 s against 157 s)
 
-_CHOSEN: dict[tuple, str] = {}  # (arch, latent, batch, device) -> the measured choice
+_CHOSEN: dict[tuple, str] = {}  # what was measured, once per process: training's and post-processing's
+
+
+def faster(key: tuple, timers: Callable[[], dict[str, Callable[[], float]]], rounds: int = ROUNDS) -> str:
+    """'bf16' or 'fp32', measured once per process for `key`: timers() gives each precision a
+    function returning its rate; they run `rounds` times interleaved, each keeps its best, and
+    bf16 wins only at FASTER_BY or more. Training (below) and post-processing's inference
+    (vaecore/post/precision.py) both choose here."""
+    if key not in _CHOSEN:
+        timed = timers()
+        rates = dict.fromkeys(timed, 0.0)
+        for _ in range(rounds):
+            for c, timer in timed.items():
+                rates[c] = max(rates[c], timer())
+        _CHOSEN[key] = "bf16" if rates["bf16"] >= FASTER_BY * rates["fp32"] else "fp32"
+    return _CHOSEN[key]
 
 
 def as_trained(cfg: Config, choice: str) -> Config:
@@ -54,16 +70,12 @@ def choose(cfg: Config, device, world: int = 1, kept: str | None = None) -> str:
 def measure(cfg: Config, device, world: int = 1) -> str:
     """The faster precision for this model at this rank's batch on this device (cached)."""
     batch = max(1, cfg.train.batch_size // world)
-    key = (cfg.model.arch, cfg.model.latent_dim, batch, str(device))
-    if key not in _CHOSEN:
-        with torch.random.fork_rng(devices=[torch.device(device)] if _cuda(device) else []):
-            timers = {c: _stepper(as_trained(cfg, c), device, batch) for c in ("fp32", "bf16")}
-            rates = dict.fromkeys(timers, 0.0)
-            for _ in range(ROUNDS):
-                for c, timer in timers.items():
-                    rates[c] = max(rates[c], timer())
-        _CHOSEN[key] = "bf16" if rates["bf16"] >= FASTER_BY * rates["fp32"] else "fp32"
-    return _CHOSEN[key]
+
+    def timers() -> dict:
+        return {c: _stepper(as_trained(cfg, c), device, batch) for c in ("fp32", "bf16")}
+
+    with torch.random.fork_rng(devices=[torch.device(device)] if _cuda(device) else []):
+        return faster(("train", cfg.model.arch, cfg.model.latent_dim, batch, str(device)), timers)
 
 
 def _stepper(cfg: Config, device, batch: int):

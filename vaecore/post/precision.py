@@ -10,12 +10,13 @@ log-sum-exp in float64, the FIDs' means, covariances and matrix square root in f
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import torch
 from torch import nn
 
-from vaecore.precision import FASTER_BY  # "auto" takes bf16 only when it is at least this much faster
+from vaecore.precision import faster  # the one measured choice, shared with training
 
 CHOICES = ("auto", "fp32", "bf16")
 
@@ -53,22 +54,19 @@ class Autocast(nn.Module):
         return self._run(self.inner, x)
 
 
-_CHOSEN: dict[tuple, str] = {}  # (model shape, device) -> the measured choice, once per process
-
-
 def resolve(choice: str, model: nn.Module, batch: int = 256) -> str:
-    """'fp32' or 'bf16': the choice itself, or for 'auto' the faster on this device (timed once per
-    process for each model shape and device)."""
+    """'fp32' or 'bf16': the choice itself, or for 'auto' the faster decode on this device (timed
+    once per process for each model shape and device, twice each, the better kept: the first
+    fp32 round also warms the caches up)."""
     if choice != "auto":
         return choice
     shapes = tuple(tuple(p.shape) for p in model.parameters())
-    key = (shapes, str(next(model.parameters()).device))
-    if key not in _CHOSEN:
-        # Each timed twice, the better kept: the first fp32 round also warms the caches up.
-        fp32 = max(_decode_rate(model, False, batch) for _ in range(2))
-        bf16 = max(_decode_rate(model, True, batch) for _ in range(2))
-        _CHOSEN[key] = "bf16" if bf16 >= FASTER_BY * fp32 else "fp32"
-    return _CHOSEN[key]
+    key = ("decode", shapes, str(next(model.parameters()).device))
+    rates = {
+        "fp32": functools.partial(_decode_rate, model, False, batch),
+        "bf16": functools.partial(_decode_rate, model, True, batch),
+    }
+    return faster(key, lambda: rates, rounds=2)
 
 
 @torch.inference_mode()
