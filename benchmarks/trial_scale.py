@@ -1,15 +1,16 @@
 """Per-trial cost outside training at scale: python -m benchmarks.trial_scale [--trials 16 64 256].
 
-Each grid is N trivial trials (one training step each: 10 images, batch 10, one epoch, a test set
-of 10), run by the real sweep job on a local Ray (`jobs.sweep --no-postprocess`, two one-CPU
-trials at a time on 2 cores), so what is left is the cost of a trial itself: Tune's bookkeeping,
-the Train run, the dataset and model set-up, the trial's files. Reported per grid: the sweep's
-wall time (manifest timings.sweep_s), each slot's seconds per trial (wall x slots / N), the
-training inside it (the epochs' own train_seconds + eval_seconds), and what is left per trial;
-then what each trial beyond the previous grid's added outside training (the slope: the sweep's
-fixed start, ~3 s of first imports and Tune's set-up, cancels out), and the median of
-status.json's worker_start_s, setup_s and teardown_s. Flat means the per-trial columns do not
-grow with N. Prints a markdown table for docs/BENCHMARKS.md.
+Each grid is N trivial trials of one model (seeds 0..N-1; one training step each: 10 images,
+batch 10, one epoch, a test set of 10), run by the real sweep job on a local Ray (`jobs.sweep
+--no-postprocess`, two one-CPU trials at a time on 2 cores), so what is left is the cost of a
+trial itself: Tune's bookkeeping, the Train run, the dataset and model set-up, the trial's files.
+
+Reported per grid: the sweep's wall time (manifest timings.sweep_s); each slot's seconds per
+trial (wall x slots / N); the training inside it (the epochs' own train_seconds + eval_seconds);
+what is left per trial; what each trial beyond the previous grid's added outside training (the
+slope, where the sweep's fixed start, first imports and Tune's set-up, cancels out); and the
+median of status.json's worker_start_s, setup_s and teardown_s. Flat means the per-trial
+columns do not grow with N. Prints a markdown table for docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def write_grid(path: Path, n: int) -> Path:
             "data.test_per_class": 1,
             "resources.cpus_per_worker": 1,
         },
-        "grid": {"model.latent_dim": list(range(2, 2 + n))},
+        # seeds, not latent sizes: every trial is the same model, so only their number changes
+        "grid": {"train.seed": list(range(n))},
         "postprocess": {},
     }
     path.write_text(dump_toml(table))
