@@ -1,6 +1,6 @@
 """The gallery at scale: build time, page weight and first render of a generated sweep of N runs.
 
-    .venv/bin/python -m benchmarks.gallery_scale [--runs 256 1000] [--browser] [--dir DIR]
+    .venv/bin/python -m benchmarks.gallery_scale [--runs 256 1000] [--browser] [--dir DIR] [--no-replicates]
 
 Each sweep is fabricated in the documented layout by the gallery tests' own fixture writer
 (tests/gallery_fixtures.make_grid_sweep: real PNG files, summary.json, metrics.jsonl), on a
@@ -31,12 +31,14 @@ from vaecore.gallery import site  # noqa: E402
 from gallery_fixtures import make_grid_sweep  # noqa: E402 (the tests' folder is put on the path first)
 
 MULTIPLIERS = [500.0, 1000.0, 2000.0, 5000.0, 10000.0]
+LRS = [0.001, 0.002, 0.005, 0.01]
 
 
-def grid_for(n: int) -> dict:
+def grid_for(n: int, replicates: bool = True) -> dict:
     """A latent x multiplier x likelihood x seed grid of n runs (exactly, for 32, 256 and 1000):
     2 likelihoods, 2 or 4 seeds, 5 multipliers where they divide the rest, else 4. The sample
-    matrix gets latent rows, multiplier columns and one table per likelihood."""
+    matrix gets latent rows, multiplier columns and one table per likelihood. Without replicates
+    a learning-rate axis replaces the seeds: every run is a grid point of its own (n cells)."""
     seeds = 4 if n >= 512 else 2
     per_table = max(1, n // (2 * seeds))
     mults = 5 if per_table % 5 == 0 else 4
@@ -44,8 +46,7 @@ def grid_for(n: int) -> dict:
         "model.latent_dim": list(range(2, 2 + max(1, round(per_table / mults)))),
         "loss.recon_multiplier": MULTIPLIERS[:mults],
         "loss.likelihood": ["mse", "cb"],
-        "train.seed": list(range(seeds)),
-    }
+    } | ({"train.seed": list(range(seeds))} if replicates else {"train.lr": LRS[:seeds]})
 
 
 def build_seconds(sdir: Path) -> float:
@@ -103,15 +104,16 @@ def main() -> None:
     p.add_argument("--runs", type=int, nargs="+", default=[256, 1000])
     p.add_argument("--browser", action="store_true", help="also time the index's first render in Chromium")
     p.add_argument("--dir", type=Path, help="fabricate the sweeps here, or reuse those a run left there")
+    p.add_argument("--no-replicates", action="store_true", help="a train.lr axis instead of seeds")
     args = p.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="gallery-scale-"))
     head = "| runs | build s | s per run | index.html KB | <img> in index.html | site MB |"
     print(head + (" load s | first paint s | <img> laid out | <img> loaded |" if args.browser else ""))
     print("|---" * (6 + 4 * args.browser) + "|")
     for n in args.runs:
-        sdir = root / f"scale{n}"
+        sdir = root / (f"scale{n}" if not args.no_replicates else f"flat{n}")
         if not (sdir / "manifest.json").is_file():
-            make_grid_sweep(root, grid_for(n), sdir.name)
+            make_grid_sweep(root, grid_for(n, not args.no_replicates), sdir.name)
         seconds = build_seconds(sdir)
         index = sdir / "gallery" / "index.html"
         imgs = index.read_text().count("<img")
