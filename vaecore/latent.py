@@ -135,8 +135,9 @@ def _outer(x: torch.Tensor) -> torch.Tensor:
     Half of d * d: the two matmuls over the points that dominate EM (the second moments and the
     quadratic forms) cost half as much in high dimensions (1.9x fewer multiplies at latent 32).
     """
-    i, j = torch.triu_indices(x.shape[1], x.shape[1])
-    return x[:, i] * x[:, j]
+    # row by row (x_k times x_k..x_d), in torch.triu_indices' order: 3x faster than gathering
+    # the index pairs (16,000 points at latent 32: 0.04 against 0.11 s)
+    return torch.cat([x[:, k : k + 1] * x[:, k:] for k in range(x.shape[1])], 1)
 
 
 def _symmetric(upper: torch.Tensor, d: int) -> torch.Tensor:
@@ -175,13 +176,16 @@ def _log_normals(
 EM_TOL = 1e-3  # nats per point: EM stops once an iteration adds less to the mean log-likelihood
 
 
-def _em(x: torch.Tensor, resp: torch.Tensor, iters: int, tol: float = EM_TOL) -> Mixture:
+def _em(
+    x: torch.Tensor, resp: torch.Tensor, iters: int, tol: float = EM_TOL, xx: torch.Tensor | None = None
+) -> Mixture:
     """EM for a full-covariance mixture from initial responsibilities resp (N, K), in x's dtype:
-    at most `iters` iterations, fewer once the mean log-likelihood rises by less than tol."""
+    at most `iters` iterations, fewer once the mean log-likelihood rises by less than tol.
+    xx: _outer(x), if the caller has it (the size search fits the same points many times)."""
     n, d = x.shape
     ridge = 1e-4 * float(x.var(0).mean()) + 1e-8  # scale-aware: latents may spread to +-50
     eye = torch.eye(d, dtype=x.dtype)
-    xx = _outer(x)  # (N, d(d+1)/2): every second moment below is one matmul with it
+    xx = _outer(x) if xx is None else xx  # (N, d(d+1)/2): each second moment is one matmul with it
     last = -math.inf
     for step in range(iters + 1):
         nk = resp.sum(0) + 1e-9  # (K,)
@@ -212,7 +216,14 @@ def fit_mixture(mu: torch.Tensor, y: torch.Tensor, iters: int = 20) -> Mixture:
     return _em(mu.double(), torch.nn.functional.one_hot(y, k).double(), iters)
 
 
-def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30, tol: float = EM_TOL) -> Mixture:
+def fit_gmm(
+    mu: torch.Tensor,
+    k: int,
+    seed: int = 0,
+    iters: int = 30,
+    tol: float = EM_TOL,
+    xx: torch.Tensor | None = None,
+) -> Mixture:
     """EM for a k-component mixture WITHOUT labels, started from k-means++ centres (seeded).
 
     In float32: EM's passes over (components x points x dims) are memory-bound, and float32 took
@@ -227,7 +238,7 @@ def fit_gmm(mu: torch.Tensor, k: int, seed: int = 0, iters: int = 30, tol: float
         centres.append(x[int(torch.multinomial(d2 + 1e-12, 1, generator=g))])
         d2 = torch.minimum(d2, (x - centres[-1]).pow(2).sum(1))
     nearest = torch.cdist(x, torch.stack(centres)).argmin(1)
-    return _em(x, torch.nn.functional.one_hot(nearest, k).float(), iters, tol)
+    return _em(x, torch.nn.functional.one_hot(nearest, k).float(), iters, tol, xx)
 
 
 # Tried in order until the score stops rising. At most 200: on the demo's continuous-Bernoulli
@@ -262,10 +273,11 @@ def choose_gmm(
     scores: dict[int, float] = {}
     best = None  # (k, its mixture, its held-out points' log-likelihoods)
     misses = 0
+    xx = _outer(fit.float())  # the same points at every size
     for k in sizes:
         if k > 1 and k > len(fit) // 10:  # one component always fits, even on a handful of points
             break
-        mix = fit_gmm(fit, k, seed, tol=GMM_SEARCH_TOL)
+        mix = fit_gmm(fit, k, seed, tol=GMM_SEARCH_TOL, xx=xx)
         points = mix.log_prob(held)
         scores[k] = float(points.mean())
         if best is None or scores[k] > scores[best[0]] + min_gain:
