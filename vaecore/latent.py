@@ -249,7 +249,7 @@ GMM_MIN_GAIN = 0.01  # nats per held-out point a larger mixture must add to coun
 GMM_PATIENCE = 2  # sizes in a row that may fail to beat the best before the search stops: one EM
 # run can land in a poor local optimum (k-means++ start), the next size usually does not
 GMM_SEARCH_TOL = 1e-2  # EM's stopping rule while ranking sizes: the same ranking as 1e-3 on the
-# demo's latent-32 runs (held-out scores within 0.15 nats per point), a third less time
+# demo's latent-32 runs (held-out scores within 0.15 nats per point), a fifth to a third less time
 
 
 def choose_gmm(
@@ -261,9 +261,9 @@ def choose_gmm(
     Sizes are tried in increasing order while the data reward more components, up to the largest
     size (or 10 fitted points per component). The search stops when GMM_PATIENCE sizes in a row
     fail to beat the best so far by min_gain, or at once when a size is worse than the best by
-    more than min_gain plus two standard errors of the paired per-point difference: a mixture past the data's
-    size overfits more with every size, and the largest sizes cost the most (in 32-D, k = 200
-    takes 3 s). Returns the best size's mixture and {k: held-out log-likelihood in nats per point}
+    more than min_gain plus two standard errors of the paired per-point difference: a mixture
+    past the data's size overfits more with every size, and the largest sizes cost the most (in
+    32-D, k = 200 takes 3 s). Returns the best size's mixture and {k: held-out log-likelihood in nats per point}
     for every size tried. The best is not refitted on the held-out points too: at latent 32 that
     refit was 2 s, a tenth of post-processing, for 25% more points on a mixture they already pin.
     """
