@@ -263,9 +263,10 @@ def choose_gmm(
     fail to beat the best so far by min_gain, or at once when a size is worse than the best by
     more than min_gain plus two standard errors of the paired per-point difference: a mixture
     past the data's size overfits more with every size, and the largest sizes cost the most (in
-    32-D, k = 200 takes 3 s). Returns the best size's mixture and {k: held-out log-likelihood in nats per point}
-    for every size tried. The best is not refitted on the held-out points too: at latent 32 that
-    refit was 2 s, a tenth of post-processing, for 25% more points on a mixture they already pin.
+    32-D, k = 200 takes 3 s). Returns the best size's mixture and {k: held-out log-likelihood in
+    nats per point} for every size tried. The best is not refitted on the held-out points too: at
+    latent 32 that refit was 2 s, a tenth of post-processing, for 25% more points on a mixture
+    they already pin.
     """
     perm = torch.randperm(len(mu), generator=torch.Generator().manual_seed(seed))
     cut = min(len(mu) // 5, 4000)
