@@ -61,6 +61,8 @@ def test_shipped_sweeps_are_valid_and_seed_holds_the_write_ups_point():
         ('[grid]\n"data.dir" = ["a b", "a_b"]\n', "duplicate trial names"),
         ("replicates = 0\n", "replicates must be a whole number >= 1"),
         ('replicates = 2\n[grid]\n"train.seed" = [0, 1]\n', "remove train.seed"),
+        ('extends = "missing.toml"\n', "config file not found"),
+        ("extends = 3\n", "'extends' must be a string"),
     ],
 )
 def test_bad_sweep_files_are_rejected_before_anything_runs(tmp_path, text, message):
@@ -78,6 +80,26 @@ def test_replicates_add_a_seed_axis_that_survives_the_resolved_file(tmp_path):
     assert {t.name: t.config for t in s.trials if t.name in demo} == demo  # seed 0 is the demo run
     again = sweep.load(write(tmp_path, sweep.to_toml(s)))
     assert again.trials == s.trials
+
+
+def test_extends_merges_the_tables_key_by_key_and_never_inherits_the_name(tmp_path):
+    parent = write(
+        tmp_path,
+        'name = "p"\nbase = "default"\n[set]\n"train.epochs" = 2\n"train.lr" = 0.01\n'
+        '[grid]\n"model.latent_dim" = [2, 3]\n[postprocess]\niwae_k = 5\n',
+        "p.toml",
+    )
+    text = f'extends = "{parent.name}"\n[set]\n"train.lr" = 0.02\n[grid]\n"train.seed" = [0, 1]\n'
+    child = sweep.load(write(tmp_path, text))
+    assert child.name == "s"  # this file's stem, not the parent's name
+    assert [t.name for t in child.trials] == ["z2-s0", "z2-s1", "z3-s0", "z3-s1"]
+    assert {(t.config.train.epochs, t.config.train.lr) for t in child.trials} == {(2, 0.02)}
+    assert child.postprocess == {"iwae_k": 5}
+    again = sweep.load(write(tmp_path, sweep.to_toml(child), "resolved.toml"))  # sweep.toml needs no parent
+    assert again.trials == child.trials
+    write(tmp_path, f'extends = "{parent.name}"\n', "middle.toml")
+    with pytest.raises(ConfigError, match="extends another sweep itself"):
+        sweep.load(write(tmp_path, 'extends = "middle.toml"\n'))
 
 
 def test_resolved_sweep_round_trips_through_toml(tmp_path):

@@ -35,7 +35,8 @@ SHORT = {
     "train.lr": "lr",
     "train.batch_size": "b",
 }
-SWEEP_KEYS = {"name", "description", "base", "set", "grid", "postprocess", "replicates"}
+SWEEP_KEYS = {"name", "description", "base", "set", "grid", "postprocess", "replicates", "extends"}
+TABLES = ("set", "grid", "postprocess")  # what `extends` merges key by key; other keys are replaced
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,15 @@ class Sweep:
 
 
 MAX_TRIALS = 10_000  # a grid bigger than this is more likely a typo than a plan; --max-trials lifts it
-TOP_TYPES = {"name": str, "description": str, "base": str, "set": dict, "grid": dict, "postprocess": dict}
+TOP_TYPES = {
+    "name": str,
+    "description": str,
+    "base": str,
+    "extends": str,
+    "set": dict,
+    "grid": dict,
+    "postprocess": dict,
+}
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 NAME_BYTES = 100  # trial names longer than this are shortened with a hash (file names stop at 255)
 
@@ -69,7 +78,7 @@ def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: i
     point's config, the [postprocess] options, and that the resolved sweep writes back as TOML.
     """
     path = Path(path)
-    raw = read_sweep_toml(path)
+    raw = with_extends(read_sweep_toml(path), path)
     name = check_sweep_name(raw.get("name", path.stem))
     base = raw.get("base", "default")
     if base.endswith(".toml"):
@@ -112,6 +121,28 @@ def read_sweep_toml(path: Path) -> dict:
             want = "a table" if tp is dict else "a string"
             raise ConfigError(f"{path}: '{key}' must be {want}, got {type(raw[key]).__name__} {raw[key]!r}")
     return raw
+
+
+def with_extends(raw: dict, path: Path) -> dict:
+    """`extends = "demo.toml"` (beside this file): that sweep's keys, this file's on top of them.
+    [set], [grid] and [postprocess] merge key by key; name, description, base and replicates are
+    replaced. The name is never inherited: it defaults to this file's stem. One level only."""
+    if "extends" not in raw:
+        return raw
+    parent_path = path.parent / raw["extends"]
+    parent = read_sweep_toml(parent_path)
+    if "extends" in parent:
+        raise ConfigError(f"{path}: {parent_path} extends another sweep itself; extend that one instead")
+    if parent.get("base", "default").endswith(".toml"):
+        parent["base"] = str((parent_path.parent / parent["base"]).resolve())
+    out = {k: v for k, v in parent.items() if k != "name"}
+    for key, value in raw.items():
+        if key in TABLES:  # [set] and [grid] by dotted key; [postprocess] options are flat already
+            flat = dict if key == "postprocess" else config.flatten
+            out[key] = {**flat(parent.get(key, {})), **flat(value)}
+        elif key != "extends":
+            out[key] = value
+    return out
 
 
 def check_round_trip(sweep: Sweep, path: Path) -> None:
