@@ -80,9 +80,7 @@ def load(path: str | Path, cli_overrides: list[str] | None = None, max_trials: i
     path = Path(path)
     raw = with_extends(read_sweep_toml(path), path)
     name = check_sweep_name(raw.get("name", path.stem))
-    base = raw.get("base", "default")
-    if base.endswith(".toml"):
-        base = str((path.parent / base).resolve())  # one spelling, whatever the working directory
+    base = _resolve_base(raw.get("base", "default"), path.parent)
     overrides = {**config.flatten(raw.get("set", {})), **config.parse_overrides(cli_overrides or [])}
     grid = {k: v if isinstance(v, list) else [v] for k, v in config.flatten(raw.get("grid", {})).items()}
     grid = _with_replicates(grid, overrides, raw.get("replicates", 1))
@@ -133,8 +131,8 @@ def with_extends(raw: dict, path: Path) -> dict:
     parent = read_sweep_toml(parent_path)
     if "extends" in parent:
         raise ConfigError(f"{path}: {parent_path} extends another sweep itself; extend that one instead")
-    if parent.get("base", "default").endswith(".toml"):
-        parent["base"] = str((parent_path.parent / parent["base"]).resolve())
+    if "base" in parent:  # a run TOML named there is beside that file
+        parent["base"] = _resolve_base(parent["base"], parent_path.parent)
     out = {k: v for k, v in parent.items() if k != "name"}
     for key, value in raw.items():
         if key in TABLES:  # [set] and [grid] by dotted key; [postprocess] options are flat already
@@ -143,6 +141,12 @@ def with_extends(raw: dict, path: Path) -> dict:
         elif key != "extends":
             out[key] = value
     return out
+
+
+def _resolve_base(base: str, folder: Path) -> str:
+    """A run TOML as an absolute path (relative to the sweep file naming it), a named config as is:
+    one spelling, whatever the working directory."""
+    return str((folder / base).resolve()) if base.endswith(".toml") else base
 
 
 def check_round_trip(sweep: Sweep, path: Path) -> None:
