@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from vaecore.config import ConfigError
-from vaecore.data import DataError
+from vaecore.datafiles import DataError
 from vaecore.sweep import Busy
 
 EXPECTED = (ConfigError, DataError, FileNotFoundError, ConnectionError, Busy)

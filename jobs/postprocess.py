@@ -10,11 +10,14 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs import _cli
 from jobs.gallery import publish
 from vaecore import sweep as sweeps
-from vaecore.post import sweep as post_sweep
+
+if TYPE_CHECKING:  # imported where used: torch loads after parsing, so --help answers at once
+    from vaecore.post import sweep as post_sweep
 
 EXIT_FAILED = 3
 
@@ -53,6 +56,8 @@ def run(
     """Post-process every trial that needs it, print the table, then (re)build the gallery.
 
     fan_out runs the trials elsewhere (vaecore.distributed.postprocess_tasks: as Ray tasks)."""
+    from vaecore.post import sweep as post_sweep
+
     results = post_sweep.process_sweep(
         sweep_dir, force=force, progress=lambda s: print(s, flush=True), fan_out=fan_out
     )

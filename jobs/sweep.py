@@ -20,13 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-import jobs.postprocess
 from jobs import _cli
 from jobs.gallery import publish
-from vaecore import cluster, data, layout
+from vaecore import cluster, datafiles, layout
 from vaecore import sweep as sweeps
 from vaecore.config import ConfigError
-from vaecore.post import sweep as post_sweep
+
+# torch, Ray and post-processing are imported in the functions that use them: --help and bad input
+# answer at once, and Ray reads RAY_AUTH_MODE when it is first imported (run()).
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "demo.toml"
 EXIT_NONE_COMPLETED = 1  # no trial completed (others: 2 bad input or a busy folder, 3 below, 130 stopped)
@@ -162,7 +163,9 @@ def print_summary(manifest: dict, post: dict[str, dict], sweep_dir: Path) -> Non
 def post_cell(row: dict | None, trial: layout.Trial) -> str:
     """'done (18.2 s)' (this pass or while the sweep ran), 'failed', or '-' (not trained, or
     --no-postprocess)."""
-    if row is None or (row["status"] == "skipped" and row["reason"] != post_sweep.UP_TO_DATE):
+    from vaecore.post.sweep import UP_TO_DATE
+
+    if row is None or (row["status"] == "skipped" and row["reason"] != UP_TO_DATE):
         return "-"
     if row["status"] == "failed":
         return "failed"
@@ -181,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = args.out / sweep.name
     cluster.check_reachable(args.address)
     for cfg_data in {t.config.data for t in sweep.trials}:  # verify once here, not in every worker
-        ds = data.load(cfg_data.dir, cfg_data.download)
-        print(f"data: verified {ds.source}")
+        print(f"data: verified {datafiles.verify(cfg_data.dir, cfg_data.download)}")
     with sweeps.lock(sweep_dir, "jobs.sweep"), contextlib.ExitStack() as stack:
         if not args.address:
             stack.enter_context(cluster.private_token())
@@ -220,7 +222,8 @@ def train(todo: list[sweeps.Trial], sweep: sweeps.Sweep, sweep_dir: Path, args, 
 
     if not todo:
         return
-    distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
+    if args.address:  # a local Ray's one node is this machine: its folder and data are checked already
+        distributed.check_nodes(sweep_dir, {t.config.data for t in todo})
     start = time.time()
     live = None if args.no_postprocess else sweep_dir
     printer = Printer(sweep.trials, live)
@@ -231,6 +234,7 @@ def train(todo: list[sweeps.Trial], sweep: sweeps.Sweep, sweep_dir: Path, args, 
 def finish(sweep: sweeps.Sweep, sweep_dir: Path, args, extra: dict) -> int:
     """Post-process what the sweep left (quietly skipping what is done), print the one closing
     table, rebuild the gallery; the exit status."""
+    import jobs.postprocess
     from vaecore import distributed
 
     manifest = sweeps.write_manifest(sweep, sweep_dir, extra)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from jobs import _cli
-from vaecore import config, data, train
+from vaecore import config
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +30,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cfg = config.load(args.config, args.overrides)
+    from vaecore import data, train  # torch: only now, so --help and bad input answer at once
+
     ds = data.load_for(cfg.data)
     print(f"data: {ds.source} ({len(ds.train_x)} train / {len(ds.test_x)} test images)")
     print(f"training {cfg.model.arch} z={cfg.model.latent_dim} for {cfg.train.epochs} epochs -> {args.out}")

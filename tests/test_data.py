@@ -1,14 +1,15 @@
 import gzip
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from vaecore import data
-from vaecore.data import DataError
+from vaecore import cluster, data, datafiles
+from vaecore.datafiles import DataError
 
 
 def idx_bytes(array: np.ndarray, magic_dtype: int = 0x08) -> bytes:
@@ -27,7 +28,7 @@ def private_cache(tmp_path, monkeypatch):
 def copied(tmp_path):
     """A writable copy of the real (gzipped) Debian files."""
     folder = tmp_path / "fm"
-    shutil.copytree(data.DEBIAN_DIR, folder)
+    shutil.copytree(datafiles.DEBIAN_DIR, folder)
     return folder
 
 
@@ -67,13 +68,13 @@ def test_plain_and_gzipped_files_load_the_same(copied, fmnist):
 
 def test_torchvision_layout_is_found(tmp_path):
     raw = tmp_path / "root" / "FashionMNIST" / "raw"
-    shutil.copytree(data.DEBIAN_DIR, raw)
-    assert data.find(str(tmp_path / "root")) == raw
+    shutil.copytree(datafiles.DEBIAN_DIR, raw)
+    assert datafiles.find(str(tmp_path / "root")) == raw
 
 
 def test_env_var_comes_before_the_debian_package(copied, monkeypatch):
     monkeypatch.setenv("FASHION_MNIST_DIR", str(copied))
-    assert data.find() == copied
+    assert datafiles.find() == copied
 
 
 def test_the_verification_stamp_is_reused_until_a_file_changes(copied, monkeypatch):
@@ -81,14 +82,14 @@ def test_the_verification_stamp_is_reused_until_a_file_changes(copied, monkeypat
     stamps = list((copied.parent / "cache").glob("verified-*.json"))
     assert len(stamps) == 1  # in $VAE_CACHE_DIR
     checked = []
-    real_check = data.check
-    monkeypatch.setattr(data, "check", lambda name, *a: checked.append(name) or real_check(name, *a))
+    real_check = datafiles.check
+    monkeypatch.setattr(datafiles, "check", lambda name, *a: checked.append(name) or real_check(name, *a))
     data.load(str(copied))
     assert checked == []  # trusted from the stamp: not hashed again
     labels = copied / "t10k-labels-idx1-ubyte.gz"
     os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 1_000_000))
     data.load(str(copied))
-    assert sorted(checked) == sorted(data.FILES)  # a touched file: all verified again
+    assert sorted(checked) == sorted(datafiles.FILES)  # a touched file: all verified again
     checked.clear()
     data.load(str(copied))
     assert checked == []  # and remembered again
@@ -125,13 +126,13 @@ def test_corrupt_files_give_one_clear_error_naming_the_file(copied, name, conten
 
 
 def test_missing_data_lists_the_three_ways_to_provide_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(datafiles, "DEBIAN_DIR", tmp_path / "no-debian")
     with pytest.raises(DataError, match="not a folder") as err:
-        data.find(str(tmp_path / "nowhere"))
+        datafiles.find(str(tmp_path / "nowhere"))
     assert "FASHION_MNIST_DIR" in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="Fashion-MNIST not found in .*empty"):
-        data.find(str(tmp_path / "empty"))
+        datafiles.find(str(tmp_path / "empty"))
 
 
 def test_the_cli_prints_one_line_and_exits_2_on_missing_data(tmp_path):
@@ -152,3 +153,28 @@ def test_the_cli_prints_one_line_and_exits_2_on_missing_data(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: data.dir") and proc.stderr.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_nodes_check_names_the_node_and_what_it_cannot_see_or_verify(copied, tmp_path):
+    # vaecore.cluster.node_problem is what each node of a joined cluster runs before a sweep
+    marker = tmp_path / "sweep" / ".shared-check-x"
+    marker.parent.mkdir()
+    host = f"node {socket.gethostname()} (10.0.0.7)"
+    assert cluster.node_problem("10.0.0.7", str(marker), [(str(copied), False)]) == (
+        f"{host} cannot see {marker.parent}: --out must be on storage shared by every node of the Ray cluster"
+    )
+    marker.write_text("driver")
+    assert cluster.node_problem("10.0.0.7", str(marker), [(str(copied), False)]) == ""
+    labels = copied / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(gzip.decompress(labels.read_bytes())[:-1] + b"\x01"))
+    problem = cluster.node_problem("10.0.0.7", str(marker), [(str(copied), False)])
+    assert problem.startswith(f"{host}: ") and "t10k-labels-idx1-ubyte.gz: SHA-256 mismatch" in problem
+    assert (
+        "torch"
+        not in subprocess.run(
+            [sys.executable, "-c", "import sys, vaecore.cluster; print(sorted(sys.modules))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )  # the node's Ray task starts without importing torch

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaecore import config, data, latent, model, train
+from vaecore import config, data, datafiles, latent, model, train
 from vaecore.post import classifier, metrics
 
 
@@ -97,7 +97,7 @@ def test_altered_classifier_weights_are_refused_in_one_line(tmp_path, monkeypatc
     copy = tmp_path / "classifier.pt"
     copy.write_bytes(classifier.WEIGHTS.read_bytes()[:-1] + b"x")
     monkeypatch.setattr(classifier, "WEIGHTS", copy)
-    with pytest.raises(data.DataError, match="does not match its pinned SHA-256"):
+    with pytest.raises(datafiles.DataError, match="does not match its pinned SHA-256"):
         classifier.load_reference()
 
 

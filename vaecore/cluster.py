@@ -1,5 +1,6 @@
 """What the sweep driver settles before Ray is imported: is the cluster there, and the embedded
-Ray's private token (Ray reads RAY_AUTH_MODE once, when it is first imported)."""
+Ray's private token (Ray reads RAY_AUTH_MODE once, when it is first imported); and the check each
+node of a joined cluster runs before the sweep starts (torch-free, so its Ray task starts fast)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+from vaecore import datafiles
 from vaecore.config import ConfigError
 
 
@@ -55,3 +57,19 @@ def private_token():
             if v is not None:
                 os.environ[k] = v
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def node_problem(address: str, marker: str, data_dirs: list[tuple[str, bool]]) -> str:
+    """Run on the node at `address` (a Ray task): '' or what is wrong there, in one line. The sweep
+    folder holding `marker` must be the one the driver writes, and every dataset (data.dir,
+    data.download) must verify with the node's own copy."""
+    node = f"node {socket.gethostname()} ({address})"
+    if not Path(marker).is_file():
+        where = Path(marker).parent
+        return f"{node} cannot see {where}: --out must be on storage shared by every node of the Ray cluster"
+    try:
+        for folder, download in data_dirs:
+            datafiles.verify(folder, download)
+    except datafiles.DataError as e:
+        return f"{node}: {e}"
+    return ""

@@ -20,11 +20,11 @@ import torch
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from vaecore import data, layout
+from vaecore import cluster, layout
 from vaecore.config import ConfigError
 from vaecore.post import sweep as post
 from vaecore.sweep import Trial
-from vaecore.worker import FAULT_ENV, first_line, here, run_trial, trial_resources
+from vaecore.worker import FAULT_ENV, first_line, run_trial, trial_resources
 
 # --- the driver ---------------------------------------------------------------------------------
 
@@ -70,16 +70,19 @@ def max_concurrent(resources: dict[str, float], cfg) -> int:
 def check_nodes(sweep_dir: Path, data_cfgs: set) -> None:
     """On every node of the cluster, once per sweep start: the sweep folder is the same shared
     folder the driver writes (a marker file must be visible), and the dataset there is verified
-    (each node's copy; a node remembers a verified copy until its files change)."""
+    (each node's copy; a node remembers a verified copy until its files change). A torch-free Ray
+    task per node (vaecore.cluster.node_problem), which starts in about a second."""
     marker = sweep_dir.resolve() / f".shared-check-{secrets.token_hex(4)}"
     marker.write_text(socket.gethostname())
+    check = ray.remote(cluster.node_problem)
+    dirs = sorted({(c.dir, c.download) for c in data_cfgs})
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         tasks = [
-            _check_node.options(
+            check.options(
                 num_cpus=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-            ).remote(str(marker), [asdict(c) for c in data_cfgs])
+            ).remote(n["NodeManagerAddress"], str(marker), dirs)
             for n in nodes
         ]
         problems = [p for p in ray.get(tasks, timeout=600) if p]
@@ -87,24 +90,6 @@ def check_nodes(sweep_dir: Path, data_cfgs: set) -> None:
         marker.unlink(missing_ok=True)
     if problems:
         raise ConfigError(problems[0])
-
-
-@ray.remote
-def _check_node(marker: str, data_cfgs: list[dict]) -> str:
-    """'' if this node sees the marker and its dataset verifies, else the problem in one line."""
-    node = here()
-    host = f"{node['host']} ({node['address']})"
-    if not Path(marker).is_file():
-        return (
-            f"node {host} cannot see {Path(marker).parent}: --out must be on storage shared by "
-            f"every node of the Ray cluster"
-        )
-    try:
-        for d in data_cfgs:
-            data.load(d["dir"], d["download"])
-    except data.DataError as e:
-        return f"node {host}: {e}"
-    return ""
 
 
 def run_trials(

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaecore import runs
-from vaecore.data import DataError, to_float
+from vaecore.data import to_float
+from vaecore.datafiles import DataError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from vaecore import data, layout
+from vaecore import data, datafiles, layout
 from vaecore.config import ConfigError, from_dict, read_toml
 from vaecore.model import pick_device
 from vaecore.post import classifier
@@ -99,7 +99,7 @@ def process_trial(
         summary["inputs"] = key
         layout.Trial(trial_dir).write_summary(summary)  # last: marks the trial as done
         row.update(status="done", reason="")
-    except (TrialError, ConfigError, data.DataError, OSError, KeyError, ValueError, RuntimeError) as e:
+    except (TrialError, ConfigError, datafiles.DataError, OSError, KeyError, ValueError, RuntimeError) as e:
         row.update(status="failed", reason=str(e).splitlines()[0] if str(e) else type(e).__name__)
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
