@@ -1,5 +1,5 @@
-"""Reliability on a real Ray (a local one, or the suite's head): Ctrl+C, exit codes, exact
-two-worker resume, node loss."""
+"""Reliability on a real Ray (a local one, or the suite's head): Ctrl+C and its re-run, exact
+two-worker resume."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
     path = small_sweep(
         tmp_path,
         {"model.latent_dim": [2, 3]},
-        {"train.epochs": 2, "resources.cpus_per_worker": 1},
+        {"train.epochs": 3, "resources.cpus_per_worker": 1},  # the stop lands with two epochs to go
         {"iwae_k": 4, "iwae_images": 20, "fid_samples": 200, "inception": False, "flow_steps": 100},
-        per_class=250,  # epochs of seconds: the stop must land mid-training
+        per_class=100,  # epochs of ~2 s
     )
     out = tmp_path / "out"
     trials = out / "t" / "trials"
@@ -84,18 +84,9 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for t in ("z2", "z3"):
-        assert [r["epoch"] for r in runs.read_jsonl(trials / t / "metrics.jsonl")] == [1, 2]
+        assert [r["epoch"] for r in runs.read_jsonl(trials / t / "metrics.jsonl")] == [1, 2, 3]
         assert runs.read_dict(trials / t / "status.json")["status"] == "completed"
-
-    # Post-processing that fails for a completed trial is an error of the whole job: exit 3. (That
-    # the other trials are still post-processed: test_postprocess.py, corrupt trial.)
-    for t in ("z2", "z3"):
-        (trials / t / "model.pt").write_bytes(b"truncated")
-    proc = job("jobs.sweep", "--config", path, "--out", str(out), *on_head, env=ray_head["env"], timeout=600)
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert proc.stdout.count("model.pt is unreadable") >= 2 and not list(trials.glob("*/summary.json"))
-    assert "post-processing failed for a completed trial" in proc.stderr
-    assert len(runs.read_dict(out / "t" / "manifest.json")["history"]) == 3
+    assert len(runs.read_dict(out / "t" / "manifest.json")["history"]) == 2
 
 
 def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_path, ray_head):

@@ -25,7 +25,9 @@ def stamp(path) -> tuple[bytes, int]:
     return path.read_bytes(), path.stat().st_mtime_ns
 
 
-def test_a_crashing_trial_is_failed_the_job_exits_1_and_a_plain_rerun_trains_it_again(tmp_path, ray_head):
+def test_a_crashed_trial_fails_the_job_with_1_a_rerun_trains_it_and_a_broken_model_exits_3(
+    tmp_path, ray_head
+):
     config, out = one_trial_sweep(tmp_path), tmp_path / "out"
     trial = out / "one" / "trials" / "s0"
     args = ["jobs.sweep", "--config", config, "--out", str(out), "--no-postprocess"]
@@ -53,11 +55,18 @@ def test_a_crashing_trial_is_failed_the_job_exits_1_and_a_plain_rerun_trains_it_
     assert [r["epoch"] for r in runs.read_jsonl(trial / "metrics.jsonl")] == [1, 2]
     assert runs.read_jsonl(trial / "events.jsonl")[-1]["event"] == "resumed"
 
-    # finished: a third run, at HOST:PORT, trains nothing and leaves the files as they are
+    # finished, and its model.pt broken since (a full disk): a third run, at HOST:PORT and with
+    # post-processing, trains nothing, leaves the files as they are, and exits 3: post-processing
+    # failed for a completed trial. (That other trials are still post-processed: test_postprocess.py.)
+    (trial / "model.pt").write_bytes(b"truncated")
     kept = stamp(trial / "model.pt")
-    third = job(*args, "--address", ray_head["address"], env=ray_head["env"], timeout=300)
-    assert third.returncode == 0 and "1 already done, 0 to train" in third.stdout, third.stderr[-3000:]
-    assert stamp(trial / "model.pt") == kept
+    post = ["jobs.sweep", "--config", config, "--out", str(out), "--address", ray_head["address"]]
+    third = job(*post, env=ray_head["env"], timeout=300)
+    assert third.returncode == 3, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "1 already done, 0 to train" in third.stdout and "model.pt is unreadable" in third.stdout
+    assert "post-processing failed for a completed trial" in third.stderr
+    assert stamp(trial / "model.pt") == kept and not (trial / "summary.json").exists()
+    assert len(runs.read_json(out / "one" / "manifest.json")["history"]) == 3
 
 
 def test_a_ray_client_address_is_refused_in_one_line(tmp_path, capsys):
