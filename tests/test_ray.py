@@ -120,7 +120,7 @@ def test_ddp_with_two_cpu_workers_shards_the_data_and_keeps_replicas_equal(tmp_p
 def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ray_head):
     # One CPU-2 worker per trial on 2 cores: the trials run one after the other.
     sets = {**SMALL, "resources.cpus_per_worker": 2}
-    path = str(write_sweep(tmp_path / "sweep.toml", "t", set=sets, grid={"train.epochs": [1, 5]}))
+    path = str(write_sweep(tmp_path / "sweep.toml", "t", set=sets, grid={"train.epochs": [1, 3]}))
     out = tmp_path / "out"
     ray_tmp = tempfile.mkdtemp(prefix="rk", dir=os.environ["RAY_TMPDIR"])  # its Ray's processes: ours
     driver = subprocess.Popen(
@@ -131,7 +131,7 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    long = out / "t" / "trials" / "epochs5"
+    long = out / "t" / "trials" / "epochs3"
     deadline = time.time() + 240
     while len(runs.read_jsonl(long / "metrics.jsonl")) < 1 and time.time() < deadline:
         time.sleep(0.5)
@@ -146,7 +146,7 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
         if p.is_file() and p.name not in ("config.json", "params.json")
     }
     first_rows = runs.read_jsonl(long / "metrics.jsonl")
-    assert 1 <= len(first_rows) < 5
+    assert 1 <= len(first_rows) < 3
 
     # the re-run joins the suite's Ray head: a resume does not need the Ray that trained before
     again = ["--no-postprocess", "--address", ray_head["address"]]
@@ -155,7 +155,7 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
     assert "1 already done, 1 to train" in proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in done.rglob("*") if p.name in kept} == kept
     rows = runs.read_jsonl(long / "metrics.jsonl")
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5] and rows[0] == first_rows[0]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[0] == first_rows[0]
     events = runs.read_jsonl(long / "events.jsonl")
     assert events and events[0]["event"] == "resumed" and events[0]["epoch"] == len(first_rows)
 
