@@ -28,7 +28,7 @@
 #
 # What it does: head node = first node of the allocation; `ray start --head --block` runs there
 # as a Slurm step (srun --overlap), one `ray start --address=HEAD:PORT --block` step per other
-# node; waits (bounded) until `ray status` shows every node; then runs
+# node once the head's port answers; waits (bounded) until `ray status` shows every node; then runs
 #   python -m jobs.sweep --address HEAD_IP:PORT --out "$VAE_OUT" "$@"
 # in this batch shell and exits with its exit code. Ray's ports are a block of 128 picked from
 # SLURM_JOB_ID and probed first (the next free block is taken if any port is in use), so two jobs
@@ -293,17 +293,23 @@ ray_nodes() {
         | awk '/^Active:/ { a = 1; next } /^(Pending|Recent failures):/ { a = 0 } a && /node_/ { n++ } END { print n + 0 }'
 }
 
-# wait_ray N WHAT: poll until Ray has N nodes; fail if a step dies or on timeout.
+# has_nodes N: Ray has at least N alive nodes (a `ray status`: ~0.8 s of CPU each).
+has_nodes() { (($(ray_nodes) >= $1)); }
+
+# head_listens: the head's GCS port accepts a connection (bash's /dev/tcp: no Ray CLI to start).
+# Enough for worker nodes to join; the driver waits for has_nodes.
+head_listens() { timeout 2 bash -c ': >"/dev/tcp/$0/$1"' "$HEAD_IP" "$PORT" 2>/dev/null; }
+
+# wait_ray WHAT CHECK...: poll CHECK until it succeeds; fail if a Ray step dies or on timeout.
 wait_ray() {
-    local want=$1 what=$2 have=0 pid deadline=$((SECONDS + RAY_START_TIMEOUT_S))
-    while :; do
+    local what=$1 pid deadline=$((SECONDS + RAY_START_TIMEOUT_S))
+    shift
+    until "$@"; do
         for pid in "${RAY_STEP_PIDS[@]}"; do
             kill -0 "$pid" 2>/dev/null || die "a Ray step (srun pid $pid) exited while waiting for $what; see its output above"
         done
-        have=$(ray_nodes)
-        ((have >= want)) && return 0
-        ((SECONDS < deadline)) || die "Ray not ready after ${RAY_START_TIMEOUT_S}s: $have of $want nodes at $ADDRESS ($what)"
-        sleep 0.5  # `ray status` itself takes ~0.6 s; the head is up ~3 s after its start
+        ((SECONDS < deadline)) || die "Ray not ready after ${RAY_START_TIMEOUT_S}s: $what at $ADDRESS ($(ray_nodes) node(s) up)"
+        sleep 0.5  # the head is up ~3 s after its start
     done
 }
 
@@ -311,16 +317,18 @@ log "starting Ray head on $HEAD_NODE at $ADDRESS (${CPUS[0]} CPUs, $GPUS GPUs, t
 ray_step 0 --head --node-ip-address="$HEAD_IP" --port="$PORT" \
     --ray-client-server-port=$((PORT_BASE + 1)) --dashboard-port=$((PORT_BASE + 8)) \
     --include-dashboard=false
-wait_ray 1 "the head"
-log "Ray head ready"
-
 if ((NNODES > 1)); then
+    wait_ray "the head" head_listens  # the workers' start overlaps the head's own
+    log "Ray head listening"
     for ((i = 1; i < NNODES; i++)); do
         log "starting Ray worker on ${NODES[i]} (${CPUS[i]} CPUs, $GPUS GPUs, temp dir $RAY_TMP-$i)"
         ray_step "$i" --address="$ADDRESS"
     done
-    wait_ray "$NNODES" "$((NNODES - 1)) worker node(s)"
+    wait_ray "$NNODES nodes" has_nodes "$NNODES"
     log "all $NNODES Ray nodes ready"
+else
+    wait_ray "the head" has_nodes 1
+    log "Ray head ready"
 fi
 
 # ---------------------------------------------------------------- driver
