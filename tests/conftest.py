@@ -86,15 +86,16 @@ def tiny_sweep(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_head():
-    """One `ray start --head` (2 CPUs, with the job server) shared by the tests that only need a
-    running cluster. Its own temp folder, free ports and a token of its own; ended by its pids.
+    """One `ray start --head` (2 CPUs, no dashboard: `ray job submit` is tested on its own clusters)
+    shared by the tests that only need a running cluster. Its own temp folder, free ports and a
+    token of its own; ended by its pids.
 
-    Yields {"address": "127.0.0.1:PORT", "client": "ray://...", "dashboard": "http://...",
-    "env": the environment a client needs, "tmpdir": its $RAY_TMPDIR (for --address auto)}.
+    Yields {"address": "127.0.0.1:PORT", "env": the environment a client needs, "tmpdir": its
+    $RAY_TMPDIR (for --address auto)}.
     """
     tmpdir = ROOT / "head"
     tmpdir.mkdir()
-    port, client, dash = free_port(), free_port(), free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -104,8 +105,7 @@ def ray_head():
     }
     ports = {
         "--port": port,
-        "--ray-client-server-port": client,
-        "--dashboard-port": dash,
+        "--ray-client-server-port": free_port(),
         "--dashboard-agent-grpc-port": free_port(),
         "--dashboard-agent-listen-port": free_port(),
         "--metrics-export-port": free_port(),
@@ -120,8 +120,7 @@ def ray_head():
             "--head",
             "--node-ip-address=127.0.0.1",
             "--num-cpus=2",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=false",
             "--disable-usage-stats",
             *(f"{k}={v}" for k, v in ports.items()),
         ],
@@ -134,8 +133,6 @@ def ray_head():
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         yield {
             "address": f"127.0.0.1:{port}",
-            "client": f"ray://127.0.0.1:{client}",
-            "dashboard": f"http://127.0.0.1:{dash}",
             "env": env,
             "tmpdir": tmpdir,
         }
