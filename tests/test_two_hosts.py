@@ -175,7 +175,8 @@ def test_a_node_that_cannot_see_the_output_folder_stops_the_sweep_naming_it(clus
 
 def test_a_trial_whose_host_loses_its_link_resumes_on_the_other_from_its_checkpoint(cluster, tmp_path):
     cluster.ready()
-    sets = {"train.epochs": 3, "data.train_per_class": 80, "data.test_per_class": 10, "train.batch_size": 32}
+    # two epochs: the link goes down after n2's first, and the second is trained on n1
+    sets = {"train.epochs": 2, "data.train_per_class": 80, "data.test_per_class": 10, "train.batch_size": 32}
     sets["resources.cpus_per_worker"] = 1
     sweep = write_sweep(tmp_path / "cut.toml", "cut", set=sets, grid={"model.latent_dim": [2, 3]})
     out, log = tmp_path / "out", tmp_path / "driver.log"
@@ -210,7 +211,7 @@ def test_a_trial_whose_host_loses_its_link_resumes_on_the_other_from_its_checkpo
     status = runs.read_json(cut / "status.json")
     assert status["status"] == "completed" and status["host"] == "n1", text[-3000:]
     assert [r["host"] for r in status["ranks"]] == ["n1"]
-    assert [r["epoch"] for r in runs.read_jsonl(cut / "metrics.jsonl")] == [1, 2, 3]  # each once
+    assert [r["epoch"] for r in runs.read_jsonl(cut / "metrics.jsonl")] == [1, 2]  # each once
     resumed = [e for e in runs.read_jsonl(cut / "events.jsonl") if e["event"] == "resumed"]
     assert [e["epoch"] for e in resumed] == [1], text[-3000:]  # from the checkpoint n2 wrote
 
