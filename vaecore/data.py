@@ -54,17 +54,11 @@ def load(explicit: str = "", download: bool = False, verify: bool = True) -> Fas
 
     verify=False skips the hashes: for Ray workers, whose driver already verified the files.
     """
-    folder = datafiles.find(explicit, download)
-    trusted = not verify or datafiles.is_trusted(folder)
+    folder = datafiles.verify(explicit, download) if verify else datafiles.find(explicit, download)
     arrays = {}
     for name in datafiles.FILES:
-        path = datafiles.file_in(folder, name)
-        array, raw = datafiles.read_idx(path)
-        if not trusted:
-            datafiles.check(name, path, array, raw)
+        array, _ = datafiles.read_idx(datafiles.file_in(folder, name))
         arrays[name] = torch.from_numpy(array.copy())
-    if not trusted:
-        datafiles.remember(folder)
     return FashionMNIST(
         train_x=arrays["train-images-idx3-ubyte"],
         train_y=arrays["train-labels-idx1-ubyte"].long(),
@@ -98,6 +92,7 @@ def load_for(cfg_data, verify: bool = True) -> FashionMNIST:
 def cached(cfg_data) -> FashionMNIST:
     """load_for, once per process and DataConfig (on the CPU): Tune reuses a trial's process for
     the next trial with the same resources, and a one-worker trial post-processes in the process
-    that trained it, from the same copy. Verified as load does: after the sweep's start checked
-    each node's copy (distributed.check_nodes), that is a stat of the four files."""
+    that trained it, from the same copy. Verified as load does: after the sweep's driver (and on a
+    joined cluster each node, distributed.check_nodes) verified its copy, that is a stat of the four
+    files."""
     return load_for(cfg_data)

@@ -141,7 +141,7 @@ def _fingerprint(folder: Path) -> dict[str, list[float]]:
     return out
 
 
-def remember(folder: Path) -> None:
+def _remember(folder: Path) -> None:
     """Note that this folder's files verified (a stamp in the user cache)."""
     stamp, fingerprint = _stamp_path(folder), _fingerprint(folder)
     try:
@@ -153,7 +153,7 @@ def remember(folder: Path) -> None:
         pass  # an unwritable cache only costs a re-hash next time
 
 
-def is_trusted(folder: Path) -> bool:
+def _is_trusted(folder: Path) -> bool:
     """True when this folder's four files were verified before and have not changed since."""
     stamp = _stamp_path(folder)
     return stamp.is_file() and json.loads(stamp.read_text()) == _fingerprint(folder)
@@ -162,9 +162,9 @@ def is_trusted(folder: Path) -> bool:
 def verify(explicit: str = "", download: bool = False) -> Path:
     """The dataset's folder (found as `find` does), its files checked unless a stamp vouches for them."""
     folder = find(explicit, download)
-    if not is_trusted(folder):
+    if not _is_trusted(folder):
         for name in FILES:
             path = file_in(folder, name)
             check(name, path, *read_idx(path))
-        remember(folder)
+        _remember(folder)
     return folder
