@@ -22,7 +22,7 @@ import pytest
 
 from vaecore import config, data
 
-from procs import end, free_port, own_pids
+from procs import REPO, end, free_port, own_pids
 
 ROOT = Path(tempfile.mkdtemp(prefix="vt", dir="/tmp"))
 ROOT.chmod(0o755)  # munged refuses a socket below a folder others cannot traverse (Slurm tests)
@@ -72,15 +72,44 @@ def tiny_cfg() -> config.Config:
 
 
 @pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory):
-    """The shipped tiny sweep run end to end on a real local Ray: train, post-process, gallery.
-    The driver's output is kept in <out>/driver.log."""
-    from procs import job
+def slurm_one():
+    """The project's one-node Slurm (scripts/slurm/local_cluster.sh) for the whole suite: its own
+    folder under the suite's (short: munge's socket path is limited), free ports. Yields the
+    environment that submits to it and its folder (log/jobcomp.txt: each job's end state)."""
+    folder = tempfile.mkdtemp(prefix="sl", dir=ROOT)
+    ports = {"LOCAL_SLURM_CTLD_PORT": str(free_port()), "LOCAL_SLURM_D_PORT": str(free_port())}
+    env = {**os.environ, **ports}
+    cluster = ["bash", str(REPO / "scripts" / "slurm" / "local_cluster.sh")]
+    proc = subprocess.run([*cluster, "start", folder], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    conf = proc.stdout.strip().removeprefix("export SLURM_CONF=")
+    try:
+        yield {**env, "SLURM_CONF": conf}, Path(folder)
+    finally:
+        subprocess.run([*cluster, "stop", folder], capture_output=True, timeout=120, env=env)
 
+
+@pytest.fixture(scope="session")
+def tiny_sweep(slurm_one, tmp_path_factory):
+    """The shipped tiny sweep end to end (train, post-process, gallery) as a cluster user runs it:
+    `sbatch scripts/slurm/sweep.sh --config jobs/configs/tiny.toml` on the one-node Slurm, which
+    starts Ray inside the allocation. One run for the tests of the sweep's output, its gallery and
+    the batch script (test_slurm.py). The job's log is kept in <out>/driver.log, its id in
+    <out>/job_id."""
+    env, _ = slurm_one
     out = tmp_path_factory.mktemp("tiny")
-    proc = job("jobs.sweep", "--config", "jobs/configs/tiny.toml", "--out", str(out), timeout=900)
-    (out / "driver.log").write_text(proc.stdout + proc.stderr)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = out / "driver.log"
+    argv = ["sbatch", "--wait", "--cpus-per-task=2", f"--output={log}", "scripts/slurm/sweep.sh"]
+    proc = subprocess.run(
+        [*argv, "--config", "jobs/configs/tiny.toml"],
+        cwd=REPO,
+        env={**env, "VAE_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr + (log.read_text()[-4000:] if log.exists() else "")
+    (out / "job_id").write_text(proc.stdout.split()[-1])
     return out / "tiny"
 
 
@@ -139,3 +168,27 @@ def ray_head():
     finally:
         end(own_pids(tmpdir), grace=2.0)  # a test head: no need to wait for a clean exit
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def ddp_pair(ray_head, tmp_path_factory):
+    """Two trials that train the same (one torch thread per worker either way) in one sweep on the
+    suite's head, one after the other; VAE_FAULT_ONCE cuts whichever trains first after its
+    first epoch. Returns (the sweep folder, the driver's CompletedProcess, the marker's path)."""
+    from procs import DDP_SET, job, write_sweep
+
+    folder = tmp_path_factory.mktemp("ddp")
+    path = write_sweep(folder / "sweep.toml", "t", set=DDP_SET, grid={"train.threads": [0, 1]})
+    marker = folder / "crashed"
+    proc = job(
+        "jobs.sweep",
+        "--config",
+        str(path),
+        "--out",
+        str(folder / "out"),
+        "--no-postprocess",
+        "--address",
+        ray_head["address"],
+        env={**ray_head["env"], "VAE_FAULT_ONCE": str(marker)},
+    )
+    return folder / "out" / "t", proc, marker

@@ -17,6 +17,18 @@ from vaecore import config, runs
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A two-worker DDP trial's settings: the exact-resume test (test_reliability_ray.py) and the two-host
+# test (test_two_hosts.py) train it; 600 training and 100 test images, batches of 32, two epochs.
+DDP_SET = {
+    "data.train_per_class": 60,
+    "data.test_per_class": 10,
+    "train.batch_size": 32,
+    "train.epochs": 2,
+    "resources.workers": 2,
+    "resources.cpus_per_worker": 1,
+}
+
+
 def write_sweep(
     path: Path,
     name: str,

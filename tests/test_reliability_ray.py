@@ -89,26 +89,11 @@ def test_ctrl_c_stops_without_postprocessing_and_a_rerun_finishes_each_epoch_onc
     assert len(runs.read_dict(out / "t" / "manifest.json")["history"]) == 2
 
 
-def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_path, ray_head):
-    # Two trials that train the same (one torch thread per worker either way) in one sweep; they
-    # run one after the other on 2 CPUs, and the fault cuts the first after its first epoch.
-    sets = {"train.epochs": 2, "resources.workers": 2, "resources.cpus_per_worker": 1}
-    path = small_sweep(tmp_path, {"train.threads": [0, 1]}, sets)
-    marker = tmp_path / "crashed"
-    proc = job(
-        "jobs.sweep",
-        "--config",
-        path,
-        "--out",
-        str(tmp_path / "out"),
-        "--no-postprocess",
-        "--address",
-        ray_head["address"],
-        env={**ray_head["env"], "VAE_FAULT_ONCE": str(marker)},
-    )
+def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(ddp_pair):
+    sweep, proc, marker = ddp_pair
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert marker.exists(), "the fault was never injected"
-    trials = [tmp_path / "out" / "t" / "trials" / name for name in ("threads0", "threads1")]
+    trials = [sweep / "trials" / name for name in ("threads0", "threads1")]
     resumed = [[e["event"] for e in runs.read_jsonl(d / "events.jsonl")] == ["resumed"] for d in trials]
     assert sorted(resumed) == [False, True], resumed  # exactly one was cut and resumed
     keys = ("loss", "test_loss", "test_elbo", "lr")
@@ -116,3 +101,9 @@ def test_a_two_worker_trial_cut_and_resumed_equals_the_uninterrupted_one(tmp_pat
     assert rows[0] == rows[1] and len(rows[0]) == 2
     wa, wb = (model.torch_load(d / "model.pt")["model"] for d in trials)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # DDP: each rank trained on half the 600 images and ended with the same weights and loss
+    for d in trials:
+        ranks = runs.read_json(d / "status.json")["ranks"]
+        assert [r["images"] for r in ranks] == [300, 300], ranks
+        assert len({(r["weights"], r["loss"]) for r in ranks}) == 1, ranks
+        assert ranks[0]["loss"] == rows[0][-1][0]  # the all-reduced loss metrics.jsonl has

@@ -22,7 +22,7 @@ from hosts import Hosts, HostsUnavailable
 
 from vaecore import model, runs
 
-from procs import REPO, write_sweep
+from procs import DDP_SET, REPO, write_sweep
 
 pytestmark = pytest.mark.integration
 PORT, DASHBOARD = 6379, 8265  # each host has its own ports: nothing else listens in a new namespace
@@ -105,33 +105,16 @@ def cluster():
         hosts.close()
 
 
-def one_trial_sweep(folder: Path, name: str, **sets) -> str:
-    """tiny.toml's settings, one grid point (z2), no post-processing options needed."""
-    base = {"train.batch_size": 64, "data.train_per_class": 100, "data.test_per_class": 20}
-    base["resources.cpus_per_worker"] = 1
-    return str(
-        write_sweep(folder / f"{name}.toml", name, set={**base, **sets}, grid={"model.latent_dim": [2]})
-    )
-
-
 def test_a_ddp_trial_submitted_from_outside_has_a_rank_on_each_host_and_the_one_host_result(
-    cluster, ray_head, tmp_path
+    cluster, ddp_pair, tmp_path
 ):
     cluster.ready()
-    sweep = one_trial_sweep(tmp_path, "ddp", **{"train.epochs": 1, "resources.workers": 2})
-    two, one = tmp_path / "two", tmp_path / "one"
-    # The same trial on the suite's one-host head (both ranks on 127.0.0.1), at the same time.
-    with open(tmp_path / "one.log", "w") as log:
-        ref = subprocess.Popen(
-            [sys.executable, "-m", "jobs.sweep", "--config", sweep, "--out", str(one), "--no-postprocess"]
-            + ["--address", ray_head["address"]],
-            cwd=REPO,
-            env=ray_head["env"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    # The exact-resume test's two-worker trial (conftest.ddp_pair: both ranks on the suite's
+    # one-host head), here with a rank on each host.
+    sweep = write_sweep(tmp_path / "ddp.toml", "ddp", set=DDP_SET, grid={"train.threads": [0]})
     submit = ["ray", "job", "submit", "--address", f"http://{cluster.head}:{DASHBOARD}", "--working-dir", "."]
-    submit += ["--runtime-env-json", EXCLUDES, "--", "python", "-m", "jobs.sweep", "--config", sweep]
+    submit += ["--runtime-env-json", EXCLUDES, "--", "python", "-m", "jobs.sweep", "--config", str(sweep)]
+    two = tmp_path / "two"
     proc = subprocess.run(
         [*submit, "--out", str(two), "--no-postprocess"],  # from the root namespace, over the bridge
         cwd=REPO,
@@ -140,21 +123,24 @@ def test_a_ddp_trial_submitted_from_outside_has_a_rank_on_each_host_and_the_one_
         text=True,
         timeout=600,
     )
-    assert ref.wait(timeout=600) == 0, (tmp_path / "one.log").read_text()[-3000:]
     assert proc.returncode == 0 and "succeeded" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "ray: 2 CPUs, 0 GPUs on 2 node(s)" in proc.stdout
-    trial = two / "ddp" / "trials" / "z2"
+    trial = two / "ddp" / "trials" / "threads0"
     status = runs.read_json(trial / "status.json")
     assert status["status"] == "completed"
     where = {(r["host"], r["address"]) for r in status["ranks"]}
     assert where == {("n1", cluster.head), ("n2", cluster.hosts.addr("n2"))}, status["ranks"]
-    (a,), (b,) = (
-        runs.read_jsonl(trial / "metrics.jsonl"),
-        runs.read_jsonl(one / "ddp/trials/z2/metrics.jsonl"),
-    )
-    for key in ("loss", "recon", "kl", "test_loss", "test_elbo"):
-        assert a[key] == pytest.approx(b[key], rel=1e-5), key
-    wa, wb = (model.torch_load(d / "model.pt")["model"] for d in (trial, one / "ddp/trials/z2"))
+    # half the 600 images each, and the same weights and loss on both hosts at the end
+    assert [r["images"] for r in status["ranks"]] == [300, 300]
+    assert len({(r["weights"], r["loss"]) for r in status["ranks"]}) == 1, status["ranks"]
+    one_host, _, _ = ddp_pair
+    (one,) = [d for d in one_host.glob("trials/*") if not runs.read_jsonl(d / "events.jsonl")]  # not cut
+    rows = [runs.read_jsonl(d / "metrics.jsonl") for d in (trial, one)]
+    assert len(rows[0]) == len(rows[1]) == 2
+    for a, b in zip(*rows, strict=True):
+        for key in ("loss", "recon", "kl", "test_loss", "test_elbo"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key
+    wa, wb = (model.torch_load(d / "model.pt")["model"] for d in (trial, one))
     assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6) for k in wa)
 
 

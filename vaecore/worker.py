@@ -63,7 +63,8 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
     if out.diverged:
         reporter.send({"diverged": 1.0, "epoch": out.epochs})
     elif rank == 0:
-        clock = {**reporter.clock, "done": time.time(), "precision": out.precision}
+        ranks = [{**where, **r} for where, r in zip(reporter.clock.pop("ranks"), out.ranks, strict=True)]
+        clock = {**reporter.clock, "done": time.time(), "precision": out.precision, "ranks": ranks}
         runs.write_json(trial.file("worker_clock"), clock)
 
 
