@@ -42,18 +42,18 @@ def test_shards_are_disjoint_equal_and_cover_the_epoch():
 def test_ranks_that_end_with_different_weights_or_losses_fail_the_run(monkeypatch, tiny_cfg):
     s = train.new_session(tiny_cfg)
     s.history.append({"loss": 210.5})
-    digest = train.weights_digest(s.model)
-    (mine,) = train.check_replicas(s, 600)  # one process: itself
+    digest = epoch.weights_digest(s.model)
+    (mine,) = epoch.check_replicas(s, 600)  # one process: itself
     assert mine == {"images": 600, "weights": digest, "loss": 210.5}
     with torch.no_grad():  # one parameter, one bit: another digest
         p = next(s.model.parameters()).view(-1)
         p[0] = torch.nextafter(p[0], torch.tensor(math.inf))
-    (mine,) = train.check_replicas(s, 600)
+    (mine,) = epoch.check_replicas(s, 600)
     assert mine["weights"] != digest
     for other in ({**mine, "weights": digest}, {**mine, "loss": 210.25}):
-        monkeypatch.setattr(train, "gather", lambda x, other=other: [x, other])  # a second DDP rank
+        monkeypatch.setattr(epoch, "gather", lambda x, other=other: [x, other])  # a second DDP rank
         with pytest.raises(RuntimeError, match="DDP ranks ended with different weights or losses"):
-            train.check_replicas(s, 600)
+            epoch.check_replicas(s, 600)
 
 
 class Stop(Exception):

@@ -8,6 +8,7 @@ there and read once per epoch (and every CHECK_EVERY steps, to stop a diverged r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,35 @@ def _all_reduce(sums: dict[str, float], device) -> dict[str, float]:
     t = torch.tensor(list(sums.values()), dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return dict(zip(sums, t.tolist(), strict=True))
+
+
+def gather(mine) -> list:
+    """Every rank's `mine` in rank order; every rank must call it (an all-gather)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short digest of the model's parameters, bit for bit."""
+    h = hashlib.sha256()
+    for p in unwrap(model).parameters():
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_replicas(s: Session, images: int) -> list[dict]:
+    """Each rank's training images an epoch, the digest of its final weights and its last loss
+    (all-reduced), in rank order; every rank must call it. DDP keeps the replicas identical and
+    every rank's metrics equal, so ranks that disagree mean a broken synchronization: the trial
+    fails (RuntimeError) instead of saving one rank's model as the result."""
+    loss = s.history[-1]["loss"] if s.history else None
+    ranks = gather({"images": images, "weights": weights_digest(s.model), "loss": loss})
+    if any(r["weights"] != ranks[0]["weights"] or r["loss"] != ranks[0]["loss"] for r in ranks):
+        raise RuntimeError(f"DDP ranks ended with different weights or losses: {ranks}; their sync is broken")
+    return ranks
 
 
 def _means(sums: dict[str, float]) -> dict[str, float]:

@@ -7,7 +7,6 @@ Ray ones in vaecore/worker.py), so resuming, checkpointing and the epoch files a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,7 +22,16 @@ from torch import nn
 from vaecore import images, latent, layout, precision, runs
 from vaecore.config import Config, ConfigError, diff, digest
 from vaecore.data import FashionMNIST, to_device
-from vaecore.epoch import Diverged, Session, as_batch, run_epoch, shard_indices, unwrap
+from vaecore.epoch import (
+    Diverged,
+    Session,
+    as_batch,
+    check_replicas,
+    gather,
+    run_epoch,
+    shard_indices,
+    unwrap,
+)
 from vaecore.model import build, torch_load, torch_save
 
 log = logging.getLogger(__name__)
@@ -83,38 +91,9 @@ def rng_state(device) -> dict:
     return out
 
 
-def gather(mine) -> list:
-    """Every rank's `mine` in rank order; every rank must call it (an all-gather)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return [mine]
-    out: list = [None] * dist.get_world_size()
-    dist.all_gather_object(out, mine)
-    return out
-
-
 def gather_rng(device) -> list[dict]:
     """Every rank's random state in rank order (for exact resumes)."""
     return gather(rng_state(device))
-
-
-def weights_digest(model: nn.Module) -> str:
-    """A short digest of the model's parameters, bit for bit."""
-    h = hashlib.sha256()
-    for p in unwrap(model).parameters():
-        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def check_replicas(s: Session, images: int) -> list[dict]:
-    """Each rank's training images an epoch, the digest of its final weights and its last loss
-    (all-reduced), in rank order; every rank must call it. DDP keeps the replicas identical and
-    every rank's metrics equal, so ranks that disagree mean a broken synchronization: the trial
-    fails (RuntimeError) instead of saving one rank's model as the result."""
-    loss = s.history[-1]["loss"] if s.history else None
-    ranks = gather({"images": images, "weights": weights_digest(s.model), "loss": loss})
-    if any(r["weights"] != ranks[0]["weights"] or r["loss"] != ranks[0]["loss"] for r in ranks):
-        raise RuntimeError(f"DDP ranks ended with different weights or losses: {ranks}; their sync is broken")
-    return ranks
 
 
 def state_dict(s: Session, cfg: Config, rng: list[dict], chosen: str) -> dict:
