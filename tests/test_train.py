@@ -43,17 +43,17 @@ def test_ranks_that_end_with_different_weights_or_losses_fail_the_run(monkeypatc
     s = train.new_session(tiny_cfg)
     s.history.append({"loss": 210.5})
     digest = epoch.weights_digest(s.model)
-    (mine,) = epoch.check_replicas(s, 600)  # one process: itself
+    (mine,) = epoch.check_replicas(s, 600, "cpu")  # one process: itself
     assert mine == {"images": 600, "weights": digest, "loss": 210.5}
     with torch.no_grad():  # one parameter, one bit: another digest
         p = next(s.model.parameters()).view(-1)
         p[0] = torch.nextafter(p[0], torch.tensor(math.inf))
-    (mine,) = epoch.check_replicas(s, 600)
+    (mine,) = epoch.check_replicas(s, 600, "cpu")
     assert mine["weights"] != digest
     for other in ({**mine, "weights": digest}, {**mine, "loss": 210.25}):
-        monkeypatch.setattr(epoch, "gather", lambda x, other=other: [x, other])  # a second DDP rank
+        monkeypatch.setattr(epoch, "gather", lambda x, device, other=other: [x, other])  # a second DDP rank
         with pytest.raises(RuntimeError, match="DDP ranks ended with different weights or losses"):
-            epoch.check_replicas(s, 600)
+            epoch.check_replicas(s, 600, "cpu")
 
 
 class Stop(Exception):

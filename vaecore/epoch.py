@@ -80,12 +80,13 @@ def _all_reduce(sums: dict[str, float], device) -> dict[str, float]:
     return dict(zip(sums, t.tolist(), strict=True))
 
 
-def gather(mine) -> list:
+def gather(mine, device) -> list:
     """Every rank's `mine` in rank order; every rank must call it (an all-gather)."""
     if not (dist.is_available() and dist.is_initialized()):
         return [mine]
     out: list = [None] * dist.get_world_size()
-    dist.all_gather_object(out, mine)
+    with torch.cuda.device(device) if torch.device(device).type == "cuda" else contextlib.nullcontext():
+        dist.all_gather_object(out, mine)  # NCCL needs the rank's own GPU current
     return out
 
 
@@ -97,13 +98,13 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def check_replicas(s: Session, images: int) -> list[dict]:
+def check_replicas(s: Session, images: int, device) -> list[dict]:
     """Each rank's training images an epoch, the digest of its final weights and its last loss
     (all-reduced), in rank order; every rank must call it. DDP keeps the replicas identical and
     every rank's metrics equal, so ranks that disagree mean a broken synchronization: the trial
     fails (RuntimeError) instead of saving one rank's model as the result."""
     loss = s.history[-1]["loss"] if s.history else None
-    ranks = gather({"images": images, "weights": weights_digest(s.model), "loss": loss})
+    ranks = gather({"images": images, "weights": weights_digest(s.model), "loss": loss}, device)
     if any(r["weights"] != ranks[0]["weights"] or r["loss"] != ranks[0]["loss"] for r in ranks):
         raise RuntimeError(f"DDP ranks ended with different weights or losses: {ranks}; their sync is broken")
     return ranks

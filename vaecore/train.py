@@ -93,7 +93,7 @@ def rng_state(device) -> dict:
 
 def gather_rng(device) -> list[dict]:
     """Every rank's random state in rank order (for exact resumes)."""
-    return gather(rng_state(device))
+    return gather(rng_state(device), device)
 
 
 def state_dict(s: Session, cfg: Config, rng: list[dict], chosen: str) -> dict:
@@ -241,7 +241,7 @@ def train_loop(
         if rank == 0:
             runs.write_json(trial.file("diverged"), {"reason": str(e), "epoch": s.epoch + 1})
         return Outcome(str(e), s.epoch, chosen, [])
-    ranks = check_replicas(s, len(shard_indices(len(ds.train_x), cfg.train.seed, 0, rank, world)))
+    ranks = check_replicas(s, len(shard_indices(len(ds.train_x), cfg.train.seed, 0, rank, world)), device)
     if rank == 0:
         save_model(s, cfg, trial)
     return Outcome("", s.epoch, chosen, ranks)

@@ -30,6 +30,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaecore import data, layout, model, runs, train
 from vaecore.config import digest, from_dict
+from vaecore.epoch import gather
 from vaecore.model import torch_load, torch_save
 
 CHECKPOINT = "checkpoint.pt"  # the file inside each of Ray's checkpoint folders (ray/train-<trial>/)
@@ -57,7 +58,7 @@ def train_loop_per_worker(loop_cfg: dict) -> None:
         rank, world, wrap = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.prepare_model
         device = ray.train.torch.get_device()
     reporter = (LocalMode if local else Workers)(cfg, trial, run_dir, rank)
-    reporter.clock["ranks"] = places(world, device)
+    reporter.clock["ranks"] = places(device)
     ds = data.cached(cfg.data)  # once per process, shared with its post-processing
     out = train.train_loop(cfg, ds, trial, reporter, device, rank, world, wrap)
     if out.diverged:
@@ -75,14 +76,9 @@ def here() -> dict:
     return {"host": socket.gethostname(), "address": address}
 
 
-def places(world: int, device) -> list[dict]:
+def places(device) -> list[dict]:
     """Where each rank trains, in rank order: its host name and its Ray node's address."""
-    if world == 1:
-        return [here()]
-    everyone: list = [None] * world
-    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        torch.distributed.all_gather_object(everyone, here())  # NCCL needs the rank's own GPU current
-    return everyone
+    return gather(here(), device)
 
 
 class RayReporter(train.Reporter):
