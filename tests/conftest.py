@@ -22,7 +22,7 @@ import pytest
 
 from vaecore import config, data
 
-from procs import REPO, end, free_port, own_pids
+from procs import REPO, end, free_port, local_slurm, own_pids
 
 ROOT = Path(tempfile.mkdtemp(prefix="vt", dir="/tmp"))
 ROOT.chmod(0o755)  # munged refuses a socket below a folder others cannot traverse (Slurm tests)
@@ -79,14 +79,8 @@ def slurm_one():
     folder = tempfile.mkdtemp(prefix="sl", dir=ROOT)
     ports = {"LOCAL_SLURM_CTLD_PORT": str(free_port()), "LOCAL_SLURM_D_PORT": str(free_port())}
     env = {**os.environ, **ports}
-    cluster = ["bash", str(REPO / "scripts" / "slurm" / "local_cluster.sh")]
-    proc = subprocess.run([*cluster, "start", folder], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    conf = proc.stdout.strip().removeprefix("export SLURM_CONF=")
-    try:
+    with local_slurm(folder, env) as conf:
         yield {**env, "SLURM_CONF": conf}, Path(folder)
-    finally:
-        subprocess.run([*cluster, "stop", folder], capture_output=True, timeout=120, env=env)
 
 
 @pytest.fixture(scope="session")

@@ -92,3 +92,17 @@ def end(pids: set[int], grace: float = 5.0) -> None:
         deadline = time.time() + grace
         while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def local_slurm(folder: str, env: dict):
+    """The project's Slurm (scripts/slurm/local_cluster.sh, configured by env's LOCAL_SLURM_*) in
+    `folder` for the block; yields its SLURM_CONF. Stopped at the end, started or not."""
+    script = ["bash", str(REPO / "scripts" / "slurm" / "local_cluster.sh")]
+    try:
+        start = [*script, "start", folder]
+        proc = subprocess.run(start, capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        yield proc.stdout.strip().removeprefix("export SLURM_CONF=")
+    finally:
+        subprocess.run([*script, "stop", folder], capture_output=True, timeout=120, env=env)

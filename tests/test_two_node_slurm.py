@@ -18,10 +18,9 @@ from hosts import Hosts, HostsUnavailable
 
 from vaecore import runs
 
-from procs import REPO, free_port
+from procs import REPO, free_port, local_slurm
 
 pytestmark = pytest.mark.integration
-CLUSTER = REPO / "scripts" / "slurm" / "local_cluster.sh"
 TINY = "jobs/configs/tiny.toml"
 
 
@@ -43,14 +42,9 @@ def slurm2():
         "LOCAL_SLURM_NODE_CPUS": "1",
     }
     try:
-        proc = subprocess.run(
-            ["bash", str(CLUSTER), "start", folder], capture_output=True, text=True, timeout=120, env=env
-        )
-        assert proc.returncode == 0, proc.stderr
-        env["SLURM_CONF"] = proc.stdout.strip().removeprefix("export SLURM_CONF=")
-        yield env, hosts, Path(folder)
+        with local_slurm(folder, env) as conf:
+            yield {**env, "SLURM_CONF": conf}, hosts, Path(folder)
     finally:
-        subprocess.run(["bash", str(CLUSTER), "stop", folder], capture_output=True, timeout=120, env=env)
         hosts.close()
 
 
