@@ -11,7 +11,10 @@ mkdir -p test-artifacts
 # The stage boundaries (pyproject.toml [tool.importlinter]): a broken contract fails here.
 .venv/bin/lint-imports --no-cache
 set +e
-.venv/bin/python -m pytest "$@"
+# Two workers: much of the suite waits on services starting and stopping, and a serial run keeps
+# one of the 2 cores idle a third of the time. Tests of one shared service run on one worker
+# (tests/conftest.py, GROUPS).
+.venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

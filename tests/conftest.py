@@ -42,6 +42,38 @@ def pytest_configure(config):  # noqa: ARG001 (pytest's hook signature)
     _isolate()
 
 
+# scripts/test.sh runs the suite on two pytest-xdist workers. Each worker is a suite of its own (its
+# own ROOT, its own instance of every session fixture). The tests of a costly shared result run on
+# one worker, so that it is made once: its xdist_group. The Ray head is cheap next to its tests
+# (~10 core-s): its tests go to either worker, and each worker that runs one starts its own head.
+GROUPS = {"ddp_pair": "ddp", "slurm_one": "slurm", "tiny_sweep": "slurm"}
+
+
+def pytest_itemcollected(item):  # before any collection_modifyitems hook (xdist's reads the groups)
+    groups = {GROUPS[name] for name in item.fixturenames if name in GROUPS}
+    assert len(groups) <= 1, f"{item.nodeid} uses services of two groups {groups}: merge them"
+    if groups:
+        item.add_marker(pytest.mark.xdist_group(groups.pop()))
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    # The real-component tests first: the short unit tests then fill both workers to the end.
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
+def pytest_collection_finish(session):
+    # xdist marks a grouped test by its node id; where it no longer can, each worker would start
+    # every service again: a suite minutes slower that still passes. Say so instead.
+    if getattr(session.config.option, "loadgroup", False):
+        grouped = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group")]
+        lost = [nodeid for nodeid in grouped if "@" not in nodeid]
+        if lost:
+            raise pytest.UsageError(
+                f"pytest-xdist kept no xdist_group ({lost[0]}): this pytest and pytest-xdist do not"
+                " work together (pytest-xdist#1386); use pyproject.toml's pins: bash scripts/setup.sh --test"
+            )
+
+
 def pytest_unconfigure(config):  # noqa: ARG001
     end(own_pids(ROOT))
     shutil.rmtree(ROOT, ignore_errors=True)

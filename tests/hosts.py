@@ -20,13 +20,14 @@ Every name starts with "vth<pid of the owning process>"; close() (also on an exc
 interpreter exit) ends every process inside each namespace by pid (`ip netns pids`: SIGTERM, a
 grace period, SIGKILL), deletes the namespaces (their veth ends go with them), the bridge and the
 run's folder. A new Hosts first removes the same way what owners that no longer run left behind
-(a killed test run), and only that.
+(a killed test run: namespaces, links, folders), and only that.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import itertools
 import os
 import re
@@ -109,14 +110,20 @@ def our_names() -> tuple[list[str], list[str]]:
 
 
 def sweep_stale() -> list[str]:
-    """Remove namespaces and links of owners that no longer run; returns what was removed."""
+    """Remove the namespaces, links and folders of owners that no longer run; returns their names."""
     spaces, links = our_names()
-    gone = [n for n in spaces + links if not _alive(int(NAME.match(n).group(1)))]
-    for name in gone:
-        if name in spaces:
-            _remove_netns(name, grace=2.0)
-        else:
-            _ip("link", "del", name, check=False)
+    folders = [p for p in Path(tempfile.gettempdir()).glob("vth*-*") if NAME.match(p.name)]
+    dead = lambda name: not _alive(int(NAME.match(name).group(1)))
+    gone = []
+    for name in filter(dead, spaces):
+        _remove_netns(name, grace=2.0)
+        gone.append(name)
+    for name in filter(dead, links):
+        _ip("link", "del", name, check=False)
+        gone.append(name)
+    for folder in (f for f in folders if dead(f.name)):
+        shutil.rmtree(folder, ignore_errors=True)
+        gone.append(folder.name)
     return gone
 
 
@@ -128,11 +135,25 @@ def _free_subnet() -> str:
     raise HostsUnavailable("no free 10.88.K.0/24 on this machine")
 
 
+@contextlib.contextmanager
+def _one_maker():
+    """Hosts are made one at a time across processes (scripts/test.sh runs two pytest workers):
+    the sweep of dead owners' leftovers and the pick of a free /24 until the bridge holds it must not
+    interleave. An exclusive lock on this file, released when the block ends (or its process dies)."""
+    with open(__file__) as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 class Hosts:
     """N namespaced hosts on a bridge; a context manager (see the module's docstring)."""
 
     def __init__(self, names: list[str], grace: float = 5.0):
         require()
+        with _one_maker():
+            self._start(names, grace)
+
+    def _start(self, names: list[str], grace: float) -> None:
         sweep_stale()
         self.names, self.grace = list(names), grace
         self.tag = f"vth{os.getpid()}{chr(ord('a') + next(_instances) % 26)}"

@@ -30,7 +30,9 @@ from vaecore.gallery import site as gallery_site
 import gallery_fixtures
 from gallery_fixtures import FAILED, HOSTILE, HOSTILE_CONFIG, PAGED_GRID, PENDING, WIDE_GRID
 
-pytestmark = pytest.mark.integration
+# One worker for the module (scripts/test.sh runs two): one Chromium, and the `real` site is the
+# tiny_sweep (conftest.GROUPS).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("slurm")]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PHONE = 390  # px: a phone's width; no page may be wider than that (issue 21)

@@ -90,7 +90,7 @@ HOLD = textwrap.dedent(
     from hosts import Hosts
     h = Hosts(["x"])
     p = h.popen("x", ["sleep", "300"])
-    print(h.netns("x"), p.pid, flush=True)
+    print(h.netns("x"), p.pid, h.folder, flush=True)
     time.sleep(120)
     """
 )
@@ -99,15 +99,16 @@ HOLD = textwrap.dedent(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_or_killed_owner_leaves_nothing_after_the_next_start(sig):
     child = subprocess.Popen([sys.executable, "-c", HOLD, str(TESTS)], stdout=subprocess.PIPE, text=True)
-    netns, pid = child.stdout.readline().split()
+    netns, pid, folder = child.stdout.readline().split()
     os.kill(child.pid, sig)
     child.wait(timeout=60)
-    left = Path("/var/run/netns", netns).exists()
+    left = [Path("/var/run/netns", netns).exists(), alive(int(pid)), Path(folder).exists()]
     if sig == signal.SIGINT:  # Ctrl+C: the helper closes its hosts at exit
-        assert not left and not alive(int(pid))
+        assert left == [False, False, False]
     else:  # SIGKILL: nothing ran; the next Hosts() removes what the dead owner left
-        assert left and alive(int(pid))
+        assert left == [True, True, True]
         make(["y"]).close()
+        assert [Path("/var/run/netns", netns).exists(), alive(int(pid)), Path(folder).exists()] == [False] * 3
         assert not Path("/var/run/netns", netns).exists() and not alive(int(pid))
 
 

@@ -105,7 +105,8 @@ def test_a_killed_driver_resumes_without_retraining_finished_trials(tmp_path, ra
     driver = subprocess.Popen(
         [sys.executable, "-m", "jobs.sweep", "--config", path, "--out", str(out), "--no-postprocess"],
         cwd=REPO,
-        env={**os.environ, "RAY_TMPDIR": ray_tmp},
+        # TMPDIR too: its token folder (vaecore.cluster.private_token), which a SIGKILL leaves, is ours
+        env={**os.environ, "RAY_TMPDIR": ray_tmp, "TMPDIR": ray_tmp},
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

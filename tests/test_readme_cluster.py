@@ -38,6 +38,7 @@ def test_the_readme_cluster_block_runs_as_written_on_a_fresh_machine(tmp_path):
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "RAY_TMPDIR": ray_tmp,  # Ray's state beside the test's, not in the machine's /tmp/ray
+        "TMPDIR": ray_tmp,  # and what `ray stop` leaves of its processes' temp files (a pymp-* folder)
         "RAY_USAGE_STATS_ENABLED": "0",
         "VAE_CACHE_DIR": os.environ["VAE_CACHE_DIR"],
         "TORCH_HOME": os.environ["TORCH_HOME"],

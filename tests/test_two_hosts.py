@@ -40,6 +40,7 @@ class Cluster:
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             "PYTHONUNBUFFERED": "1",
+            "TMPDIR": str(folder),  # what `ray stop` leaves of its processes' temp files: ours
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": os.urandom(16).hex(),
             # a lost node is declared dead after ~3 s (Ray's default: ~30 s), and a node that
