@@ -14,6 +14,10 @@ set +e
 # Two workers: much of the suite waits on services starting and stopping, and a serial run keeps
 # one of the 2 cores idle a third of the time. Tests of one shared service run on one worker
 # (tests/conftest.py, GROUPS).
+# Two workers means more torch threads than cores: OpenMP threads that spin while they wait then
+# burn the other worker's core (unit tests alone: 213 core-s and 110 s spinning, 120 core-s and 64 s
+# passive, 98 core-s and 72 s serial).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
 code=$?
 set -e

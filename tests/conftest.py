@@ -36,6 +36,7 @@ def _isolate() -> None:
     os.environ["TORCH_HOME"] = str(ROOT / "torch")
     os.environ.pop("RAY_ADDRESS", None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # subprocesses; scripts/test.sh says why
 
 
 def pytest_configure(config):  # noqa: ARG001 (pytest's hook signature)
