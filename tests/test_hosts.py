@@ -109,7 +109,6 @@ def test_an_interrupted_or_killed_owner_leaves_nothing_after_the_next_start(sig)
         assert left == [True, True, True]
         make(["y"]).close()
         assert [Path("/var/run/netns", netns).exists(), alive(int(pid)), Path(folder).exists()] == [False] * 3
-        assert not Path("/var/run/netns", netns).exists() and not alive(int(pid))
 
 
 @pytest.mark.parametrize("why", ["not root", "no ip"])
