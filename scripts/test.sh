@@ -12,11 +12,7 @@ mkdir -p test-artifacts
 .venv/bin/lint-imports --no-cache
 set +e
 # Two workers: much of the suite waits on services starting and stopping, and a serial run keeps
-# one of the 2 cores idle a third of the time (tests of one costly shared result run on one worker:
-# tests/conftest.py, GROUPS). That is more torch threads than cores, and OpenMP threads that spin
-# while they wait burn the other worker's core: they wait passively (unit tests alone: 213 core-s
-# and 110 s spinning, 120 core-s and 64 s passive, 98 core-s and 72 s serial).
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# one of the 2 cores idle a third of the time (tests/conftest.py: GROUPS, OMP_WAIT_POLICY).
 .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
 code=$?
 set -e
